@@ -141,7 +141,8 @@ def make_campplus_onnx(path: str | Path, dim: int = 192, seed: int = 0) -> None:
 
     w = np.random.RandomState(seed).randn(80, dim).astype(np.float32) * 0.1
     nodes = [
-        helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=0),
+        helper.make_node("Mul", ["x", "x"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq"], ["m"], axes=[1], keepdims=0),
         helper.make_node("MatMul", ["m", "w"], ["embedding"]),
     ]
     graph = helper.make_graph(
