@@ -70,3 +70,11 @@ def test_voice_roundtrip(tmp_path):
     v.save(tmp_path / "v.pt")
     w = PromptFrontend(tiny_config().mel).voice(tmp_path / "v.pt")
     assert torch.equal(v.tokens, w.tokens) and torch.equal(v.mel, w.mel)
+
+
+def test_check_command(fake_dir, tmp_path):
+    from osum_echat.token2wav import check
+
+    out = tmp_path / "x.wav"
+    summary = check.main(["--dir", str(fake_dir), "--codes", "1 2 3 4 5 6 7 8 9 10", "--device", "cpu", "--out", str(out)])
+    assert out.exists() and summary["samples"] == summary["expected_samples"] == 10 * 22050 // 6400 * 256
