@@ -135,3 +135,11 @@ def test_regulator_edges_25hz():
     assert n == 344 and frames_for(20, 25) == 68
     out = reg.inference(x[:, :0], x, 0, n, 25)
     assert out.shape == (1, n, 80)
+
+
+def test_bf16_flow_runs_on_cpu():
+    from osum_echat.token2wav.model import Token2Wav
+
+    t2w = Token2Wav.from_config(tiny_config(), device="cpu", dtype="bf16")
+    wav, _ = t2w.synthesize(list(range(30)))
+    assert len(wav) == frames_for(30, 25) * 256 and np.isfinite(wav).all()
