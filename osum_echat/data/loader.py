@@ -1,0 +1,255 @@
+"""Family streams, the seeded family mixture, the IterableDataset and the resumable loader.
+
+Determinism contract (what exact resume relies on):
+
+* every family list is permuted per epoch with ``Random(seed, family, epoch)`` (same on all
+  ranks) and split over ``slot = rank + world * worker_role`` of ``world * num_workers``
+  slots (by line, or by sample when lines are fewer than slots);
+* every per-sample random choice is seeded by (seed, purpose, epoch, sample uid); shuffle
+  buffers by (seed, family, epoch, slot);
+* the family of global step ``s`` is drawn with ``Random(seed, 'mix', s)`` among the families
+  still live, with the weights of THOSE families (by name);
+* a DataLoader with W workers delivers batch ``s`` from worker role ``s % W`` (PyTorch's
+  in-order round robin), so a worker knows the global step of each of its batches.
+
+State = global step + per worker role {local step, per family (epoch, batches emitted in
+that epoch, done)}. On resume each family re-runs its current epoch in *light* mode (no
+audio decoding, no features) for the batches already emitted, then continues normally;
+worker ids are rotated by ``step % W`` so the next batch still comes from the right role.
+Guaranteed: with ``on_exhaust='restart'`` (streams never end) the resumed run yields the
+same batches as the uninterrupted one, for any ``num_workers`` (same W, world, seed,
+config and lists). With ``'drop'``, identical until the first worker runs out entirely.
+Limit: audio whose header is readable but whose samples are not is detected only when the
+batch is materialised (the example is then dropped from that batch, counted).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+from typing import Any, Iterator, Optional
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from osum_echat.data import batching, pipeline
+from osum_echat.data.config import DataConfig
+from osum_echat.data.drops import DropCounter
+from osum_echat.data.render import Renderer
+from osum_echat.data.sources import iter_unit, read_list
+
+logger = logging.getLogger(__name__)
+
+
+class FamilyStream:
+    """Batches of one family (or of all tasks, family None) for one (rank, worker role)."""
+
+    def __init__(self, name: str, lines: list[str], cfg: DataConfig, renderer: Renderer,
+                 drops: DropCounter, slot: int, num_slots: int, train: bool,
+                 text_vocab_size: int) -> None:
+        self.name, self.lines, self.cfg, self.renderer = name, lines, cfg, renderer
+        self.drops, self.slot, self.num_slots, self.train = drops, slot, num_slots, train
+        self.text_vocab_size = text_vocab_size
+        part = cfg.partition
+        self.by_sample = part == "sample" or (part == "auto" and len(lines) < num_slots)
+        self.epoch, self.batches, self.done = 0, 0, False
+
+    def cursor(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "batches": self.batches, "done": self.done}
+
+    def _units(self, epoch: int) -> list[tuple[int, str]]:
+        order = list(range(len(self.lines)))
+        if self.train:
+            random.Random(f"{self.cfg.seed}|list|{self.name}|{epoch}").shuffle(order)
+        if not self.by_sample:
+            order = order[self.slot::self.num_slots]
+        return [(i, self.lines[i]) for i in order]
+
+    def _samples(self, epoch: int):
+        n = 0
+        for idx, line in self._units(epoch):
+            for s in iter_unit(line, str(idx), self.cfg.path_prefix_map, self.drops, self.cfg.data_type):
+                keep = not self.by_sample or n % self.num_slots == self.slot
+                n += 1
+                if keep:
+                    yield s
+
+    def _epoch_batches(self, epoch: int, ctx: pipeline.StageContext):
+        conf = self.cfg.batch
+        stream = pipeline.sample_stages(self._samples(epoch), ctx)
+        if self.train and conf.shuffle:
+            rng = random.Random(f"{self.cfg.seed}|shuf|{self.name}|{epoch}|{self.slot}")
+            stream = batching.shuffle(stream, rng, conf.shuffle_size)
+        if conf.sort:
+            stream = batching.sort(stream, conf.sort_size)
+        return batching.batch(stream, conf)
+
+    def batches_from(self, epoch: int, skip: int) -> Iterator[Any]:
+        """Collated batches from (epoch, skip); ``restart`` continues with the next epochs."""
+        self.epoch, self.batches = epoch, skip
+        pack = self.cfg.batch.pack_max_tokens if self.cfg.batch.batch_type == "pack" else None
+        while True:
+            skip = self.batches
+            ctx = pipeline.StageContext(cfg=self.cfg, renderer=self.renderer, drops=self.drops,
+                                        family=None if self.name == "all" else self.name,
+                                        train=self.train, light=skip > 0, epoch=self.epoch)
+            emitted = 0
+            for items in self._epoch_batches(self.epoch, ctx):
+                emitted += 1
+                if emitted <= skip:  # fast-forward on resume (light mode)
+                    if emitted == skip:
+                        ctx.light = False
+                    continue
+                self.batches = emitted
+                items = [m for m in (pipeline.materialize(s, ctx) for s in items) if m is not None]
+                if items:
+                    yield batching.collate_samples(items, self.text_vocab_size,
+                                                   self.cfg.speech_token_num, pack)
+            logger.info("family %s slot %d: epoch %d done (%d batches)", self.name, self.slot,
+                        self.epoch, emitted)
+            self.drops.log(f"{self.name} epoch {self.epoch}")
+            if emitted == 0 or self.cfg.on_exhaust == "drop" or not self.train:
+                if emitted == 0 and self.cfg.on_exhaust == "restart" and self.train:
+                    logger.warning("family %s gives no batch on slot %d: leaving the mix",
+                                   self.name, self.slot)
+                self.done = True
+                return
+            self.epoch, self.batches = self.epoch + 1, 0
+
+
+class MixtureDataset(IterableDataset):
+    """Yields ``(Batch, cursor, drop_delta)``; :class:`ResumableLoader` unwraps it."""
+
+    def __init__(self, lists: dict[str, list[str]], cfg: DataConfig, renderer: Renderer,
+                 text_vocab_size: int, rank: int = 0, world_size: int = 1,
+                 train: bool = True) -> None:
+        super().__init__()
+        self.lists, self.cfg, self.renderer = lists, cfg, renderer
+        self.text_vocab_size, self.rank, self.world, self.train = text_vocab_size, rank, world_size, train
+        self.weights = {f: float(cfg.mix_weights.get(f, len(lines))) for f, lines in lists.items()}
+        self.resume: dict[str, Any] = {}  # role -> cursor
+        self.rotation = 0
+
+    def __iter__(self):
+        info = get_worker_info()
+        n_workers = info.num_workers if info else 1
+        role = ((info.id if info else 0) + self.rotation) % n_workers
+        if info is not None:
+            torch.set_num_threads(1)
+        drops = DropCounter()
+        cur = self.resume.get(str(role), {})
+        fam_cur = cur.get("families", {})
+        slot, n_slots = self.rank + self.world * role, self.world * n_workers
+        streams, iters = {}, {}
+        for fam, lines in self.lists.items():
+            st = FamilyStream(fam, lines, self.cfg, self.renderer, drops, slot, n_slots,
+                              self.train, self.text_vocab_size)
+            c = fam_cur.get(fam, {})
+            streams[fam] = st
+            if c.get("done"):
+                st.done = True
+                st.epoch, st.batches = c.get("epoch", 0), c.get("batches", 0)
+            else:
+                iters[fam] = st.batches_from(c.get("epoch", 0), c.get("batches", 0))
+        local = int(cur.get("local_step", 0))
+        while iters:
+            step = local * n_workers + role
+            live = [f for f in self.lists if f in iters and self.weights[f] > 0] or list(iters)
+            rng = random.Random(f"{self.cfg.seed}|mix|{step}")
+            out = None
+            while live and out is None:
+                fam = rng.choices(live, weights=[self.weights[f] or 1.0 for f in live])[0]
+                try:
+                    out = next(iters[fam])
+                except StopIteration:
+                    del iters[fam]
+                    live.remove(fam)
+            if out is None:
+                break
+            local += 1
+            cursor = {"role": role, "local_step": local,
+                      "families": {f: s.cursor() for f, s in streams.items()}}
+            yield out, cursor, drops.delta()
+        drops.log(f"worker role {role} end")
+
+
+class ResumableLoader:
+    """Iterates Batches (in a DataLoader when ``num_workers`` > 0) and tracks the exact
+    resume state; ``state_dict()`` / ``load_state_dict()`` round-trip through checkpoints."""
+
+    def __init__(self, dataset: MixtureDataset, cfg: DataConfig) -> None:
+        self.dataset, self.cfg = dataset, cfg
+        self.step = 0
+        self.workers: dict[str, Any] = {}
+        self.drops = DropCounter()
+
+    @property
+    def num_roles(self) -> int:
+        return max(1, self.cfg.num_workers)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"version": 1, "step": self.step, "num_workers": self.cfg.num_workers,
+                "rank": self.dataset.rank, "world_size": self.dataset.world,
+                "seed": self.cfg.seed, "families": sorted(self.dataset.lists),
+                "workers": copy.deepcopy(self.workers), "drops": self.drops.as_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        mine = self.state_dict()
+        for k in ("num_workers", "world_size", "seed", "families"):
+            if state.get(k) != mine[k]:
+                raise ValueError(f"loader state has {k}={state.get(k)!r}, this loader {mine[k]!r}: "
+                                 "exact resume needs the same value")
+        self.step = int(state["step"])
+        self.workers = copy.deepcopy(state["workers"])
+        self.drops = DropCounter()
+        self.drops.merge(state.get("drops", {}))
+
+    def __iter__(self) -> Iterator[Any]:
+        ds = self.dataset
+        ds.resume = copy.deepcopy(self.workers)
+        ds.rotation = self.step % self.num_roles
+        if self.cfg.num_workers > 0:
+            it = iter(DataLoader(ds, batch_size=None, num_workers=self.cfg.num_workers,
+                                 prefetch_factor=self.cfg.prefetch_factor,
+                                 pin_memory=self.cfg.pin_memory, persistent_workers=False))
+        else:
+            it = iter(ds)
+        for batch, cursor, delta in it:
+            self.step += 1
+            self.workers[str(cursor["role"])] = cursor
+            self.drops.merge(delta)
+            if self.cfg.drop_log_interval and self.step % self.cfg.drop_log_interval == 0:
+                self.drops.log(f"step {self.step}")
+            yield batch
+        self.drops.log("end of stream")
+
+
+def build_renderer(cfg: DataConfig, tokenizer, think_style: str = "language",
+                   text_vocab_size: Optional[int] = None) -> Renderer:
+    """Renderer with the configured instruction files and think style."""
+    from osum_echat.data.render import load_prompt_files
+
+    return Renderer(tokenizer, think_style=think_style,
+                    instructions=load_prompt_files(cfg.prompt_files),
+                    text_vocab_size=text_vocab_size, speech_token_num=cfg.speech_token_num,
+                    tag_think_unknown_rate=cfg.tag_think_unknown_rate,
+                    num_mel_bins=cfg.num_mel_bins,
+                    streaming_chunks=(cfg.streaming_text_chunk, cfg.streaming_speech_chunk))
+
+
+def build_loader(cfg: DataConfig, lists: dict[str, str], tokenizer, think_style: str = "language",
+                 text_vocab_size: Optional[int] = None, rank: int = 0, world_size: int = 1,
+                 train: bool = True) -> ResumableLoader:
+    """The loader over family lists ``{'s2t': path, 't2s': path, ...}`` (``{'all': path}``
+    = one list, no family gate). ``train=False``: one pass, no rewrites/augmentation/shuffle
+    of the list order (CV / inspection)."""
+    renderer = build_renderer(cfg, tokenizer, think_style, text_vocab_size)
+    vocab = renderer.ids.text_vocab_size
+    units = {f: read_list(p, cfg.path_prefix_map) for f, p in lists.items()}
+    if not train:
+        cfg = copy.deepcopy(cfg)
+        cfg.on_exhaust = "drop"
+        cfg.batch.shuffle = False
+    ds = MixtureDataset(units, cfg, renderer, vocab, rank, world_size, train)
+    return ResumableLoader(ds, cfg)

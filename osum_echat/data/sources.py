@@ -1,0 +1,299 @@
+"""Sources: list files -> units (list lines) -> :class:`Sample` records, for the three
+upstream storage types, read unchanged.
+
+* raw: jsonl records ``{key, wav, txt, task, extra, [start, end], [txt_N, wav_N]}``; a list
+  may hold the records themselves or paths of raw jsonl files;
+* shard: tars of ``<key>.<suffix>`` members (split at the LAST dot, contiguous per key);
+* combine: ``META|TAR``: the tar gives the audio, the per-tar metadata jsonl (merged BY KEY)
+  gives txt/task/extra. ``tas_tag`` (upstream's misspelling in its own sample data) is
+  accepted as an alias of ``task`` with a warning.
+
+List lines: ``META|TAR`` (``-|TAR`` = plain shard), a tar path, a raw jsonl path, or a raw
+JSON record. ``combines_list.txt`` files are expanded with their ``combines_tar_root.txt``.
+Audio stays encoded (:class:`AudioRef`) until the decode stage, so cheap filters run first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tarfile
+from typing import Any, Iterator, Optional
+
+import soundfile as sf
+
+from osum_echat.data.drops import DropCounter
+from osum_echat.data.sample import AUDIO_SUFFIXES, AudioRef, HistoryItem, Sample
+
+logger = logging.getLogger(__name__)
+
+_HIST_KEY = re.compile(r"^(txt|wav)_(\d+)$")
+_warned_tas_tag: set[str] = set()
+
+
+def map_path(path: str, prefix_map: dict[str, str]) -> str:
+    """Rewrite the first matching prefix of ``path`` (e.g. upstream-relative sample paths)."""
+    for old, new in prefix_map.items():
+        if path.startswith(old):
+            return new + path[len(old):]
+    return path
+
+
+def _read_lines(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [ln.strip() for ln in f if ln.strip()]
+
+
+def read_list(path: str, prefix_map: dict[str, str] | None = None) -> list[str]:
+    """Units of a list file (one per non-empty line).
+
+    ``combines_list.txt`` lines (metadata paths) become ``META|<tar_root>/<stem>.tar``; every
+    other file is returned line by line (records, tar paths, ``META|TAR`` lines, jsonl paths).
+    """
+    prefix_map = prefix_map or {}
+    lines = _read_lines(map_path(path, prefix_map))
+    if os.path.basename(path) == "combines_list.txt":
+        root_file = os.path.join(os.path.dirname(map_path(path, prefix_map)), "combines_tar_root.txt")
+        root = map_path(_read_lines(root_file)[0].rstrip("/"), prefix_map)
+        out = []
+        for meta in lines:
+            stem = os.path.splitext(os.path.basename(meta))[0]
+            out.append(f"{meta}|{root}/{stem}.tar")
+        return out
+    return lines
+
+
+def parse_extra(value: Any) -> Optional[dict]:
+    """``extra`` as a dict: dicts pass, JSON strings are decoded, None/'' -> {}; else None."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, (str, bytes)):
+        try:
+            out = json.loads(value)
+        except ValueError:
+            return None
+        return out if isinstance(out, dict) else None
+    return None
+
+
+def _task_of(rec: dict, origin: str) -> str:
+    task = rec.get("task")
+    if task is None and "tas_tag" in rec:
+        if origin not in _warned_tas_tag:
+            _warned_tas_tag.add(origin)
+            logger.warning("%s: no 'task' field, using 'tas_tag' (upstream misspelling) as task", origin)
+        task = rec["tas_tag"]
+    return str(task).strip() if task is not None else ""
+
+
+def record_to_sample(rec: Any, uid: str, origin: str, prefix_map: dict[str, str],
+                     drops: DropCounter) -> Optional[Sample]:
+    """A raw jsonl record -> Sample (None, counted, when it is unusable)."""
+    if not isinstance(rec, dict):
+        drops.add("bad_json", origin, "record is not an object")
+        return None
+    key = rec.get("key")
+    if not key or rec.get("txt") is None:
+        drops.add("missing_field", str(key or origin), "key/txt")
+        return None
+    extra = parse_extra(rec.get("extra"))
+    if extra is None:
+        drops.add("bad_json", str(key), "extra")
+        return None
+    audio = None
+    wav = rec.get("wav")
+    if wav and wav != "only-meta":
+        start, end = rec.get("start"), rec.get("end")
+        audio = AudioRef(path=map_path(str(wav), prefix_map), suffix=str(wav).rsplit(".", 1)[-1],
+                         start=None if start is None else float(start),
+                         end=None if end is None else float(end))
+    turns: dict[int, HistoryItem] = {}
+    for k, v in rec.items():
+        m = _HIST_KEY.match(k)
+        if m:
+            item = turns.setdefault(int(m.group(2)), HistoryItem(index=int(m.group(2))))
+            if m.group(1) == "txt":
+                item.text = str(v).strip()
+            else:
+                item.audio = AudioRef(path=map_path(str(v), prefix_map), suffix=str(v).rsplit(".", 1)[-1])
+    return Sample(key=str(key), txt=str(rec["txt"]).strip(), task=_task_of(rec, origin), extra=extra,
+                  audio=audio, history=[turns[i] for i in sorted(turns)], uid=uid, origin=origin)
+
+
+def iter_raw_lines(lines: list[str], origin: str, uid_prefix: str, prefix_map: dict[str, str],
+                   drops: DropCounter) -> Iterator[Sample]:
+    for i, line in enumerate(lines):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            drops.add("bad_json", f"{origin}:{i + 1}", line[:60])
+            continue
+        s = record_to_sample(rec, f"{uid_prefix}/{i}", origin, prefix_map, drops)
+        if s is not None:
+            yield s
+
+
+def iter_tar_groups(path: str, drops: DropCounter) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {suffix: bytes}) per key, in tar order. Members split at the LAST dot of the name;
+    a key that reappears after another key is dropped ('tar_out_of_order')."""
+    seen: set[str] = set()
+    key: Optional[str] = None
+    group: dict[str, bytes] = {}
+    skipping = False
+    try:
+        with open(path, "rb") as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                pos = member.name.rfind(".")
+                if pos <= 0:
+                    continue
+                prefix, suffix = member.name[:pos], member.name[pos + 1:]
+                if prefix != key:
+                    if key is not None and group and not skipping:
+                        yield key, group
+                    skipping = prefix in seen
+                    if skipping:
+                        drops.add("tar_out_of_order", prefix, path)
+                    seen.add(prefix)
+                    key, group = prefix, {}
+                if skipping:
+                    continue
+                f = tar.extractfile(member)
+                if f is not None:
+                    group[suffix] = f.read()
+    except (OSError, tarfile.TarError, EOFError) as err:
+        drops.add("unreadable_tar", path, str(err))
+        return
+    if key is not None and group and not skipping:
+        yield key, group
+
+
+def _group_fields(key: str, group: dict[str, bytes], origin: str,
+                  drops: DropCounter) -> Optional[dict[str, Any]]:
+    """Tar member group -> a raw-like record (extra still JSON text) + audio refs."""
+    rec: dict[str, Any] = {"key": key}
+    turns: dict[int, HistoryItem] = {}
+    for suffix, data in group.items():
+        m = _HIST_KEY.match(suffix)
+        if m:
+            item = turns.setdefault(int(m.group(2)), HistoryItem(index=int(m.group(2))))
+            if m.group(1) == "txt":
+                item.text = data.decode("utf-8", "replace").strip()
+            else:
+                item.audio = AudioRef(data=data, suffix="wav")
+        elif suffix in ("txt", "task"):
+            rec[suffix] = data.decode("utf-8", "replace").strip()
+        elif suffix == "extra":
+            rec["extra"] = data.decode("utf-8", "replace")
+        elif suffix in AUDIO_SUFFIXES:
+            rec["__audio__"] = AudioRef(data=data, suffix=suffix)
+    rec["__history__"] = turns
+    return rec
+
+
+def _finish(rec: dict[str, Any], uid: str, origin: str, drops: DropCounter) -> Optional[Sample]:
+    audio = rec.pop("__audio__", None)
+    turns = rec.pop("__history__", {})
+    s = record_to_sample(rec, uid, origin, {}, drops)
+    if s is None:
+        return None
+    s.audio = audio
+    s.history = [turns[i] for i in sorted(turns)]
+    return s
+
+
+def load_metadata(path: str, drops: DropCounter) -> Optional[dict[str, dict]]:
+    """Per-tar metadata jsonl -> {key: record}; bad lines counted ('bad_json')."""
+    try:
+        lines = _read_lines(path)
+    except OSError as err:
+        drops.add("unreadable_list", path, str(err))
+        return None
+    out: dict[str, dict] = {}
+    for i, line in enumerate(lines):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            drops.add("bad_json", f"{path}:{i + 1}", line[:60])
+            continue
+        if isinstance(rec, dict) and rec.get("key"):
+            out[str(rec["key"])] = rec
+        else:
+            drops.add("missing_field", f"{path}:{i + 1}", "key")
+    return out
+
+
+def iter_unit(line: str, uid: str, prefix_map: dict[str, str], drops: DropCounter,
+              data_type: str = "auto") -> Iterator[Sample]:
+    """All samples of one list unit (a record, a jsonl file, a tar, or META|TAR)."""
+    if data_type == "raw" or (data_type == "auto" and line.startswith("{")):
+        yield from iter_raw_lines([line], "raw", uid, prefix_map, drops)
+        return
+    meta_path: Optional[str] = None
+    if "|" in line:
+        parts = line.split("|")
+        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+            drops.add("bad_list_line", line[:80])
+            return
+        meta_path = None if parts[0].strip() == "-" else map_path(parts[0].strip(), prefix_map)
+        tar_path = map_path(parts[1].strip(), prefix_map)
+    else:
+        path = map_path(line, prefix_map)
+        if not path.endswith(".tar"):
+            try:
+                lines = _read_lines(path)
+            except OSError as err:
+                drops.add("unreadable_list", path, str(err))
+                return
+            yield from iter_raw_lines(lines, path, uid, prefix_map, drops)
+            return
+        tar_path = path
+    meta = None
+    if meta_path is not None:
+        meta = load_metadata(meta_path, drops)
+        if meta is None:
+            return
+    used: set[str] = set()
+    for i, (key, group) in enumerate(iter_tar_groups(tar_path, drops)):
+        rec = _group_fields(key, group, tar_path, drops)
+        if rec is None:
+            continue
+        if meta is not None:
+            if key not in meta:
+                drops.add("not_in_metadata", key, tar_path)
+                continue
+            used.add(key)
+            m = meta[key]
+            for field_name in ("txt", "extra", "start", "end"):
+                if field_name in m:
+                    rec[field_name] = m[field_name]
+            task = _task_of(m, meta_path)
+            if task:
+                rec["task"] = task
+            for k, v in m.items():  # metadata may also carry history texts
+                if _HIST_KEY.match(k) and k.startswith("txt_"):
+                    rec["__history__"].setdefault(int(k[4:]), HistoryItem(index=int(k[4:]))).text = str(v)
+        s = _finish(rec, f"{uid}/{i}", tar_path, drops)
+        if s is not None:
+            yield s
+    if meta is not None:
+        for key in meta.keys() - used:
+            drops.add("not_in_tar", key, tar_path)
+
+
+def audio_info(ref: AudioRef) -> tuple[int, int]:
+    """(frames, sample_rate) from the header only (used when fast-forwarding on resume)."""
+    import io
+
+    src = io.BytesIO(ref.data) if ref.data is not None else ref.path
+    info = sf.info(src)
+    n, sr = int(info.frames), int(info.samplerate)
+    if ref.start is not None:
+        end = n if ref.end is None else min(n, int(round(ref.end * sr)))
+        n = max(0, end - int(round(ref.start * sr)))
+    return n, sr
