@@ -54,6 +54,11 @@ class FamilyStream:
         part = cfg.partition
         self.by_sample = part == "sample" or (part == "auto" and len(lines) < num_slots)
         self.epoch, self.batches, self.done = 0, 0, False
+        seen: dict[str, int] = {}
+        self.repeat = []  # occurrence number of each line (repeated lines seed differently)
+        for ln in lines:
+            self.repeat.append(seen.get(ln, 0))
+            seen[ln] = self.repeat[-1] + 1
 
     def cursor(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "batches": self.batches, "done": self.done}
@@ -69,7 +74,8 @@ class FamilyStream:
     def _samples(self, epoch: int):
         n = 0
         for idx, line in self._units(epoch):
-            for s in iter_unit(line, str(idx), self.cfg.path_prefix_map, self.drops, self.cfg.data_type):
+            for s in iter_unit(line, str(self.repeat[idx]), self.cfg.path_prefix_map, self.drops,
+                               self.cfg.data_type):
                 keep = not self.by_sample or n % self.num_slots == self.slot
                 n += 1
                 if keep:

@@ -132,7 +132,8 @@ def iter_raw_lines(lines: list[str], origin: str, uid_prefix: str, prefix_map: d
         except ValueError:
             drops.add("bad_json", f"{origin}:{i + 1}", line[:60])
             continue
-        s = record_to_sample(rec, f"{uid_prefix}/{i}", origin, prefix_map, drops)
+        s = record_to_sample(rec, f"{rec.get('key')}#{uid_prefix}" if isinstance(rec, dict) else "",
+                             origin, prefix_map, drops)
         if s is not None:
             yield s
 
@@ -230,7 +231,11 @@ def load_metadata(path: str, drops: DropCounter) -> Optional[dict[str, dict]]:
 
 def iter_unit(line: str, uid: str, prefix_map: dict[str, str], drops: DropCounter,
               data_type: str = "auto") -> Iterator[Sample]:
-    """All samples of one list unit (a record, a jsonl file, a tar, or META|TAR)."""
+    """All samples of one list unit (a record, a jsonl file, a tar, or META|TAR).
+
+    Sample uids are ``<key>#<uid>``: ``uid`` tells repeated list lines apart, so the uid (which
+    seeds per-sample randomness) does not depend on where or in which format a sample is
+    stored."""
     if data_type == "raw" or (data_type == "auto" and line.startswith("{")):
         yield from iter_raw_lines([line], "raw", uid, prefix_map, drops)
         return
@@ -278,7 +283,7 @@ def iter_unit(line: str, uid: str, prefix_map: dict[str, str], drops: DropCounte
             for k, v in m.items():  # metadata may also carry history texts
                 if _HIST_KEY.match(k) and k.startswith("txt_"):
                     rec["__history__"].setdefault(int(k[4:]), HistoryItem(index=int(k[4:]))).text = str(v)
-        s = _finish(rec, f"{uid}/{i}", tar_path, drops)
+        s = _finish(rec, f"{key}#{uid}", tar_path, drops)
         if s is not None:
             yield s
     if meta is not None:

@@ -163,11 +163,10 @@ def interleave(text_ids: list[int], holes: Sequence[int], speech_ids: list[int],
         chunk_holes = tuple(j - t for j in range(t, min(t + n_text, len(text_ids))) if j in hole)
         out.append(TextSegment(text_ids[t:t + n_text], supervised=True, no_loss=chunk_holes))
         t += n_text
+        end = s + n_speech if t < len(text_ids) else len(speech_ids)  # the rest after the last text
         if s < len(speech_ids):
-            out.append(SpeechOutSegment(speech_ids[s:s + n_speech], supervised=True))
-            s += n_speech
-    if s < len(speech_ids):
-        out.append(SpeechOutSegment(speech_ids[s:], supervised=True))
+            out.append(SpeechOutSegment(speech_ids[s:end], supervised=True))
+            s = end
     return out
 
 
