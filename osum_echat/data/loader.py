@@ -178,6 +178,9 @@ class MixtureDataset(IterableDataset):
                       "families": {f: s.cursor() for f, s in streams.items()}}
             yield out, cursor, drops.delta()
         drops.log(f"worker role {role} end")
+        # a last message with no batch so that the final drop counts reach the main process
+        yield None, {"role": role, "local_step": local,
+                     "families": {f: s.cursor() for f, s in streams.items()}}, drops.delta()
 
 
 class ResumableLoader:
@@ -222,9 +225,11 @@ class ResumableLoader:
         else:
             it = iter(ds)
         for batch, cursor, delta in it:
+            self.drops.merge(delta)
+            if batch is None:  # end-of-worker report
+                continue
             self.step += 1
             self.workers[str(cursor["role"])] = cursor
-            self.drops.merge(delta)
             if self.cfg.drop_log_interval and self.step % self.cfg.drop_log_interval == 0:
                 self.drops.log(f"step {self.step}")
             yield batch
