@@ -149,6 +149,8 @@ class MixtureDataset(IterableDataset):
         slot, n_slots = self.rank + self.world * role, self.world * n_workers
         streams, iters = {}, {}
         for fam, lines in self.lists.items():
+            if self.weights[fam] <= 0:  # weight 0: the family is switched off
+                continue
             st = FamilyStream(fam, lines, self.cfg, self.renderer, drops, slot, n_slots,
                               self.train, self.text_vocab_size)
             c = fam_cur.get(fam, {})
@@ -161,11 +163,11 @@ class MixtureDataset(IterableDataset):
         local = int(cur.get("local_step", 0))
         while iters:
             step = local * n_workers + role
-            live = [f for f in self.lists if f in iters and self.weights[f] > 0] or list(iters)
+            live = [f for f in self.lists if f in iters]  # fixed order: weights follow names
             rng = random.Random(f"{self.cfg.seed}|mix|{step}")
             out = None
             while live and out is None:
-                fam = rng.choices(live, weights=[self.weights[f] or 1.0 for f in live])[0]
+                fam = rng.choices(live, weights=[self.weights[f] for f in live])[0]
                 try:
                     out = next(iters[fam])
                 except StopIteration:

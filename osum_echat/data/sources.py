@@ -60,7 +60,7 @@ def read_list(path: str, prefix_map: dict[str, str] | None = None) -> list[str]:
         out = []
         for meta in lines:
             stem = os.path.splitext(os.path.basename(meta))[0]
-            out.append(f"{meta}|{root}/{stem}.tar")
+            out.append(f"{map_path(meta, prefix_map)}|{root}/{stem}.tar")
         return out
     return lines
 
