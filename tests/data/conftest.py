@@ -1,27 +1,14 @@
-"""Fixtures for the data pipeline tests: tokenizers, tiny audio, list writers."""
+"""Fixtures for the data pipeline tests: tokenizers."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import os
+import sys
 
-import numpy as np
 import pytest
 
-from osum_echat.audio.io import save_wav
-from osum_echat.data.config import DataConfig
-
-FAKE = Path("/work/shared/reference_data/upstream_fake_data")
-REPO = Path(__file__).resolve().parents[2]
-if not FAKE.is_dir():
-    FAKE = REPO / "tests" / "fixtures" / "upstream_fake_data"
-PREFIX_MAP = {"./common_utils/fake_data/": f"{FAKE}/", "common_utils/fake_data/": f"{FAKE}/"}
-
-CORPUS = [
-    "hello world, how are you today?", "今天天气真好，我们去公园吧。", "<think>用户很开心<think end>",
-    "transcribe this audio please", "请把这段语音转成文字", "<HAPPY><ADULT><MALE>", "i am fine thanks",
-    "年龄为:<&&>,性别为:<MALE>", "那真是太好了，恭喜你顺利通过！", "what is the weather like",
-]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from data_helpers import CORPUS  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -38,52 +25,3 @@ def qwen_tok():
     if find_qwen_tiktoken() is None:
         pytest.skip("qwen.tiktoken (dashscope) not installed")
     return build_qwen_tokenizer()
-
-
-def data_cfg(**kw) -> DataConfig:
-    """A test config: fake-data path mapping, no augmentation unless asked."""
-    cfg = DataConfig(path_prefix_map=dict(PREFIX_MAP))
-    cfg.augment.spec_aug = False
-    cfg.augment.spec_sub = False
-    for k, v in kw.items():
-        obj = cfg
-        *head, last = k.split("__")
-        for h in head:
-            obj = getattr(obj, h)
-        setattr(obj, last, v)
-    cfg.validate()
-    return cfg
-
-
-def make_wav(path: Path, seconds: float = 0.5, sr: int = 16000, seed: int = 0) -> str:
-    rng = np.random.default_rng(seed)
-    save_wav(path, rng.standard_normal(int(seconds * sr)).astype(np.float32) * 0.1, sr)
-    return str(path)
-
-
-def write_jsonl(path: Path, records: list) -> str:
-    with open(path, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n")
-    return str(path)
-
-
-def run_loader(cfg: DataConfig, lists: dict, tok, train: bool = False, limit: int | None = None):
-    """All batches (or the first ``limit``) and the loader."""
-    from osum_echat.data.loader import build_loader
-
-    ld = build_loader(cfg, lists, tok, train=train)
-    out = []
-    for b in ld:
-        out.append(b)
-        if limit is not None and len(out) >= limit:
-            break
-    return out, ld
-
-
-def same_batch(a, b) -> bool:
-    import torch
-
-    return (a.keys == b.keys and a.tasks == b.tasks and torch.equal(a.input_ids, b.input_ids)
-            and torch.equal(a.labels, b.labels) and torch.equal(a.kinds, b.kinds)
-            and torch.equal(a.feats, b.feats) and torch.equal(a.audio_slots, b.audio_slots))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import io
 import json
 import tarfile
 
-from conftest import data_cfg, make_wav, run_loader, write_jsonl
+from data_helpers import data_cfg, make_wav, run_loader, write_jsonl
 from osum_echat.data.drops import REASONS
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import pytest
 
-from conftest import data_cfg, make_wav, same_batch, write_jsonl
+from data_helpers import data_cfg, make_wav, same_batch, write_jsonl
 from osum_echat.data.loader import build_loader
 from osum_echat.data.writers import make_shards
 

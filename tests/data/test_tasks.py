@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import random
 
 import pytest
@@ -13,7 +18,7 @@ from osum_echat.data.sample import HistoryItem, Sample
 from osum_echat.data.tasks import CATALOGUE, build_history_segments, get_spec, rewrite_task
 from osum_echat.model.batch import SpeechInSegment, SpeechOutSegment, TextSegment, collate
 from osum_echat.text import prompts as P
-from conftest import data_cfg
+from data_helpers import data_cfg
 
 FEATS = torch.randn(64, 80)
 

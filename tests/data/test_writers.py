@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import os
 import subprocess
 import sys
 
 import yaml
 
-from conftest import FAKE, PREFIX_MAP, REPO, make_wav, write_jsonl
+from data_helpers import FAKE, PREFIX_MAP, REPO, make_wav, write_jsonl
 from osum_echat.data.sources import read_list
 from osum_echat.data.writers import expand_data_lists, make_combine, make_shards, tar_metadata
 

@@ -1,0 +1,104 @@
+"""Loader throughput on upstream's fake shard, measured like upstream_baselines.md §2.
+
+The fake tar (10 utterances x 10.96 s, task ``<S2TCHAT> <TEXT2TOKEN> <THINK>``, 421 codes) is
+copied under 12 names; the list has each copy twice (upstream ``multi_num: 2``), so one pass is
+240 utterances / 2,630 s of audio. Stages as upstream's reference config: tokenize (real Qwen
+BPE when dashscope is installed), filter, resample, log-mel, SpecAug + SpecSub, shuffle 1500,
+sort 500, dynamic batching (a budget giving batches of 2, like upstream's), collate. A fresh
+loader per pass; one untimed warm-up pass, then ``--passes`` timed passes (from the first
+``next()`` to the end of the stream). Prints one JSON object.
+
+    python tools/bench/loader.py [--passes 3] [--workers 0,1,2] [--fake DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from osum_echat.data.config import DataConfig  # noqa: E402
+from osum_echat.data.loader import build_loader  # noqa: E402
+
+FAKE = "/work/shared/reference_data/upstream_fake_data"
+
+
+def _tokenizer():
+    from osum_echat.text.build_tokenizer import build_qwen_tokenizer, find_qwen_tiktoken, train_bpe_tokenizer
+
+    if find_qwen_tiktoken() is not None:
+        return build_qwen_tokenizer(), "qwen2-bpe"
+    return train_bpe_tokenizer(["你好呀姐妹 hello"] * 10, vocab_size=500), "tiny-bpe"
+
+
+def _pass(cfg: DataConfig, lst: str, tok) -> dict:
+    loader = build_loader(cfg, {"s2s": lst}, tok, text_vocab_size=151936, train=True)
+    t0 = time.perf_counter()
+    utts = batches = frames = 0
+    first = None
+    for b in loader:
+        if first is None:
+            first = time.perf_counter() - t0
+        batches += 1
+        utts += b.num_examples
+        frames += int(b.feats_lengths.sum())
+    dt = time.perf_counter() - t0
+    return {"time_s": dt, "ttfb_s": first, "utts": utts, "batches": batches, "audio_s": frames / 100,
+            "drops": loader.drops.total()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--passes", type=int, default=3)
+    p.add_argument("--workers", default="0,1,2")
+    p.add_argument("--fake", default=FAKE)
+    a = p.parse_args()
+    tmp = tempfile.mkdtemp(prefix="bench_loader_")
+    try:
+        tars = []
+        for i in range(12):
+            dst = os.path.join(tmp, f"copy_{i:02d}.tar")
+            shutil.copy(os.path.join(a.fake, "shard/shards_000000000.tar"), dst)
+            tars.append(dst)
+        lst = os.path.join(tmp, "list.txt")
+        with open(lst, "w") as f:
+            f.writelines(f"-|{t}\n" for t in tars * 2)  # multi_num 2
+        tok, tok_name = _tokenizer()
+        results = {}
+        for w in [int(x) for x in a.workers.split(",")]:
+            cfg = DataConfig(num_workers=w, prefetch_factor=50 if w else 4, on_exhaust="drop",
+                             drop_log_interval=0)
+            cfg.batch.max_tokens_in_batch = 2220  # upstream s2s-think cap 0.6 x 3700 -> pairs
+            cfg.batch.batch_size = 0
+            _pass(cfg, lst, tok)  # warm-up (first-call costs, like upstream's "warm" rows)
+            runs = [_pass(cfg, lst, tok) for _ in range(a.passes)]
+            times = [r["time_s"] for r in runs]
+            med = statistics.median(times)
+            results[f"workers_{w}"] = {
+                "utts_per_pass": runs[0]["utts"], "batches_per_pass": runs[0]["batches"],
+                "audio_s_per_pass": runs[0]["audio_s"], "drops": runs[0]["drops"],
+                "pass_time_s_min": round(min(times), 3), "pass_time_s_median": round(med, 3),
+                "ttfb_s_median": round(statistics.median(r["ttfb_s"] for r in runs), 3),
+                "utt_per_s_median": round(runs[0]["utts"] / med, 1),
+                "utt_per_s_best": round(runs[0]["utts"] / min(times), 1),
+                "audio_s_per_s_median": round(runs[0]["audio_s"] / med, 1),
+                "per_worker_utt_per_s": round(runs[0]["utts"] / med / max(1, w), 1),
+            }
+        import torch
+
+        print(json.dumps({"bench": "loader", "data": "upstream fake shard x12 x2 (240 utts)",
+                          "tokenizer": tok_name, "torch_threads": torch.get_num_threads(),
+                          "upstream_utt_per_s_warm_single_process": 184.4, "results": results}, indent=1))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
