@@ -1,0 +1,54 @@
+"""Whisper-style log-mel features, numerically equal to upstream OSUM-EChat (and to
+``whisper.log_mel_spectrogram``): 25 ms Hann window, 10 ms hop, 80 Slaney mel bins, the last
+STFT frame dropped, log10 with a floor at (max - 8), then (x + 4) / 4."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+N_FFT = 400
+HOP_LENGTH = 160
+SAMPLE_RATE = 16000
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_filters(n_mels: int, device_str: str) -> torch.Tensor:
+    """(n_mels, n_fft//2+1) Slaney-scale, Slaney-normalised filterbank (librosa's defaults)."""
+    import torchaudio.functional as AF
+
+    fb = AF.melscale_fbanks(
+        n_freqs=N_FFT // 2 + 1, f_min=0.0, f_max=SAMPLE_RATE / 2, n_mels=n_mels,
+        sample_rate=SAMPLE_RATE, norm="slaney", mel_scale="slaney",
+    )
+    return fb.T.contiguous().to(device_str)
+
+
+@functools.lru_cache(maxsize=8)
+def _window(device_str: str) -> torch.Tensor:
+    return torch.hann_window(N_FFT, device=device_str)
+
+
+def num_frames(num_samples: int) -> int:
+    """Feature frames for a 16 kHz waveform of ``num_samples`` samples (= N // 160)."""
+    return num_samples // HOP_LENGTH
+
+
+def log_mel_spectrogram(wav: torch.Tensor, n_mels: int = 80) -> torch.Tensor:
+    """Mono 16 kHz waveform (N,) -> features (N // 160, n_mels), float32.
+
+    Raises ValueError for clips too short to give one frame.
+    """
+    if wav.dim() != 1:
+        raise ValueError(f"expected a mono waveform (N,), got shape {tuple(wav.shape)}")
+    if wav.numel() < HOP_LENGTH:
+        raise ValueError(f"waveform of {wav.numel()} samples is shorter than one 10 ms frame")
+    wav = wav.float()
+    dev = str(wav.device)
+    spec = torch.stft(wav, N_FFT, HOP_LENGTH, window=_window(dev), return_complex=True)
+    power = spec[..., :-1].abs() ** 2
+    mel = _mel_filters(n_mels, dev) @ power
+    log_spec = torch.clamp(mel, min=1e-10).log10()
+    log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+    return ((log_spec + 4.0) / 4.0).T.contiguous()

@@ -1,0 +1,162 @@
+"""The OSUM-EChat model: speech encoder + adapter + Qwen2 LLM + speech embedding/head.
+
+The module tree reproduces the released checkpoints' key names (upstream_model.md §2):
+``encoder.*``, ``ln_speech.*`` (kept for key compatibility, unused), ``down_sample_2.*``,
+``speech_transformer.*``, ``speech_llama_proj.*``, ``llama_model.*`` (plain HF Qwen2 names),
+``speech_token_emded.*`` (sic) and ``speech_head.*``. The model never branches on task
+names: the batch says what each position is (see ``osum_echat/model/batch.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from osum_echat.model.batch import AUDIO, IGNORE_ID, SPEECH, TEXT, Batch
+from osum_echat.model.loss import joint_cross_entropy
+
+
+@dataclass(frozen=True)
+class SpeechIds:
+    """Ids in the speech table: codes 0..boundary-1, the boundary, and the input markers."""
+
+    boundary: int  # 4096: start and end of every speech-output sequence; speech_head's "eos"
+    input_bos: int  # 4097: embedded before the adapter output
+    input_eos: int  # 4098: embedded after it
+
+    @classmethod
+    def from_speech_token_num(cls, n: int) -> "SpeechIds":
+        return cls(boundary=n - 1, input_bos=n, input_eos=n + 1)
+
+
+class OsumEChat(nn.Module):
+    """Composition of built parts; ``forward(batch) -> dict`` with the joint loss and metrics."""
+
+    def __init__(
+        self, encoder: nn.Module, down_sample_2: nn.Module, speech_transformer: nn.Module,
+        speech_llama_proj: nn.Linear, llm: nn.Module, speech_token_num: int, loss_chunk_size: int = 512,
+    ):
+        super().__init__()
+        self.encoder = encoder
+        d_enc = speech_llama_proj.in_features
+        self.ln_speech = nn.LayerNorm(d_enc)  # present in released checkpoints, never applied
+        self.down_sample_2 = down_sample_2
+        self.speech_transformer = speech_transformer
+        self.speech_llama_proj = speech_llama_proj
+        self.llama_model = llm
+        hidden = speech_llama_proj.out_features
+        self.speech_token_emded = nn.Embedding(speech_token_num + 2, hidden)
+        self.speech_head = nn.Linear(hidden, speech_token_num)
+        self.speech_ids = SpeechIds.from_speech_token_num(speech_token_num)
+        self.loss_chunk_size = loss_chunk_size
+
+    # ------------------------------------------------------------------ parts of the LLM
+    @property
+    def text_vocab_size(self) -> int:
+        return self.lm_head_weight.shape[0]
+
+    @property
+    def lm_head_weight(self) -> torch.Tensor:
+        return self.llama_model.get_output_embeddings().weight
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.llama_model.get_input_embeddings()(ids)
+
+    def llm_body(self) -> nn.Module:
+        """The Qwen2Model (decoder stack + final norm), through a PEFT wrapper if present."""
+        llm = self.llama_model
+        if hasattr(llm, "get_base_model"):
+            llm = llm.get_base_model()
+        return llm.model
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.llama_model.get_input_embeddings().weight.dtype
+
+    # ------------------------------------------------------------------ speech input
+    def embed_speech(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-mel (N, T, 80), lengths (N,) -> LLM-width embeddings (N, T3, H) and lengths (N,).
+
+        Parts with no trainable parameter run without autograd.
+        """
+        def grad_for(*mods: nn.Module) -> bool:
+            return torch.is_grad_enabled() and any(p.requires_grad for m in mods for p in m.parameters())
+
+        adapter = (self.down_sample_2, self.speech_transformer, self.speech_llama_proj)
+        with torch.set_grad_enabled(grad_for(self.encoder)):
+            x, lengths = self.encoder(feats, lengths)
+        with torch.set_grad_enabled(grad_for(*adapter) or x.requires_grad):
+            x, lengths = self.down_sample_2(x, lengths)
+            x = self.speech_transformer(x, lengths)
+            x = self.speech_llama_proj(x)
+        return x, lengths
+
+    def embed_speech_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.speech_token_emded(ids)
+
+    # ------------------------------------------------------------------ assembly
+    def embed_inputs(self, batch: Batch) -> torch.Tensor:
+        """Per-position input embeddings (B, L, H) from the batch layout."""
+        ids, kinds = batch.input_ids, batch.kinds
+        dtype = self.dtype
+        emb = torch.zeros(*ids.shape, self.speech_token_emded.embedding_dim, device=ids.device, dtype=dtype)
+        text = kinds == TEXT
+        if text.any():
+            emb = emb.index_put(torch.nonzero(text, as_tuple=True), self.embed_tokens(ids[text]).to(dtype))
+        speech = kinds == SPEECH
+        if speech.any():
+            emb = emb.index_put(torch.nonzero(speech, as_tuple=True), self.speech_token_emded(ids[speech]).to(dtype))
+        if batch.audio_slots.numel():
+            x, lengths = self.embed_speech(batch.feats.to(ids.device), batch.feats_lengths.to(ids.device))
+            slots = batch.audio_slots.to(ids.device)
+            if not torch.equal(lengths, slots[:, 2]):
+                raise ValueError(
+                    f"adapter produced {lengths.tolist()} frames but the batch reserved "
+                    f"{slots[:, 2].tolist()} (keys {batch.keys})"
+                )
+            valid = torch.arange(x.shape[1], device=ids.device)[None, :] < lengths[:, None]
+            rows = slots[:, 0, None].expand_as(valid)[valid]
+            cols = (slots[:, 1, None] + torch.arange(x.shape[1], device=ids.device)[None, :])[valid]
+            if not bool((kinds[rows, cols] == AUDIO).all()):
+                raise ValueError("audio slots do not match the AUDIO positions of the batch")
+            emb = emb.index_put((rows, cols), x[valid].to(dtype))
+        return emb
+
+    def hidden_states(self, batch: Batch) -> torch.Tensor:
+        """LLM final hidden states (after the last RMSNorm), (B, L, H)."""
+        emb = self.embed_inputs(batch)
+        out = self.llm_body()(inputs_embeds=emb, position_ids=batch.position_ids.to(emb.device),
+                              attention_mask=None, use_cache=False)
+        return out.last_hidden_state
+
+    # ------------------------------------------------------------------ training forward
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Joint cross-entropy over text ⊕ speech classes, averaged per supervised token.
+
+        Returns ``loss`` plus detached metrics ``loss_text``, ``loss_speech``, ``acc_text``,
+        ``acc_speech`` and counts ``num_tokens``, ``num_text``, ``num_speech``.
+        """
+        h = self.hidden_states(batch)
+        labels = batch.labels.to(h.device)
+        sel = labels != IGNORE_ID
+        targets = labels[sel]
+        per_tok, pred = joint_cross_entropy(
+            h[sel], targets, self.lm_head_weight, self.speech_head.weight, self.speech_head.bias,
+            self.loss_chunk_size,
+        )
+        n = targets.numel()
+        loss = per_tok.sum() / max(n, 1)
+        if n == 0:  # keep the graph connected so DDP/ZeRO see every parameter
+            loss = loss + 0.0 * h.sum()
+        with torch.no_grad():
+            is_text = targets < self.text_vocab_size
+            correct = pred == targets
+            out = {"loss": loss, "num_tokens": torch.tensor(n, device=h.device)}
+            for name, m in (("text", is_text), ("speech", ~is_text)):
+                k = int(m.sum())
+                out[f"num_{name}"] = torch.tensor(k, device=h.device)
+                out[f"loss_{name}"] = per_tok[m].sum().detach() / max(k, 1)
+                out[f"acc_{name}"] = correct[m].float().sum() / max(k, 1)
+        return out

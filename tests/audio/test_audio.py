@@ -1,0 +1,72 @@
+import random
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from osum_echat.audio.augment import spec_aug, spec_sub
+from osum_echat.audio.features import log_mel_spectrogram, num_frames
+from osum_echat.audio.io import AudioError, load_16k, load_audio, resample, save_wav
+
+
+def test_log_mel_equals_openai_whisper():
+    whisper = pytest.importorskip("whisper")
+    wav = torch.from_numpy(np.random.RandomState(0).randn(16000 * 2 + 123).astype(np.float32) * 0.1)
+    ours = log_mel_spectrogram(wav)
+    ref = whisper.log_mel_spectrogram(wav).T
+    assert ours.shape == ref.shape == (num_frames(wav.numel()), 80)
+    assert torch.allclose(ours, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC", "OGG"])
+def test_formats_downmix_and_resample(tmp_path, fmt):
+    sr = 24000
+    t = np.arange(sr) / sr
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.zeros_like(t)], 1).astype(np.float32) * 0.5
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(path, stereo, sr, format=fmt)
+    wav, got_sr = load_audio(path)
+    assert got_sr == sr and wav.dim() == 1 and wav.dtype == torch.float32
+    assert abs(float(wav.abs().max()) - 0.25) < 0.02  # mean of the two channels
+    w16 = load_16k(path)
+    assert abs(w16.numel() - 16000) <= 1
+    seg, _ = load_audio(path, start=0.25, end=0.75)
+    assert seg.numel() == sr // 2
+
+
+def test_bad_audio_raises_audio_error(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    with pytest.raises(AudioError, match="unreadable"):
+        load_audio(bad)
+    with pytest.raises(AudioError):
+        load_audio(tmp_path / "missing.wav")
+    with pytest.raises(ValueError, match="shorter than one"):
+        log_mel_spectrogram(torch.zeros(100))
+
+
+def test_upstream_fake_wav_gives_features(upstream_fake):
+    wav = load_16k(upstream_fake / "raw" / "wav" / "random.wav")
+    feats = log_mel_spectrogram(wav)
+    assert feats.shape[1] == 80 and feats.shape[0] == wav.numel() // 160 > 1000
+    assert torch.isfinite(feats).all()
+
+
+def test_save_and_resample_round_trip(tmp_path):
+    x = torch.sin(torch.arange(8000) / 8000 * 2 * np.pi * 200) * 0.3
+    save_wav(tmp_path / "a.wav", x, 8000)
+    y, sr = load_audio(tmp_path / "a.wav")
+    assert sr == 8000 and torch.allclose(x, y, atol=1e-4)
+    assert resample(y, 8000, 16000).numel() == 16000
+
+
+def test_spec_aug_and_sub_are_seeded_and_shape_preserving():
+    feats = torch.randn(300, 80)
+    a = spec_aug(feats, random.Random(1))
+    b = spec_aug(feats, random.Random(1))
+    assert torch.equal(a, b) and a.shape == feats.shape
+    assert (a == 0).any() and not torch.equal(a, feats)
+    assert torch.equal(feats, feats.clone())  # input untouched
+    s = spec_sub(feats, random.Random(2))
+    assert s.shape == feats.shape and not torch.equal(s, feats)

@@ -1,0 +1,182 @@
+"""Model core: release key layout, shapes and lengths, numerics against references, loss."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from osum_echat.model.batch import (Example, SpeechInSegment, SpeechOutSegment, TextSegment, collate,
+                                    example_length, speech_embed_length)
+from osum_echat.model.build import build_model, count_parameters
+from osum_echat.model.loss import joint_cross_entropy, reference_joint_cross_entropy
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "release_checkpoint_keys.tsv"
+ALLOWED_ONLY_IN_FILE = {"encoder.embed.pos_enc.pe", "speech_transformer.embed.pos_enc.pe",
+                        "embed_tokens.weight", "lm_head.weight"}
+
+
+def read_fixture():
+    rows = {}
+    for line in FIXTURE.read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        k, shape = line.split("\t")
+        rows[k] = tuple(int(x) for x in shape.split(","))
+    return rows
+
+
+def test_release_config_key_set_on_meta_device():
+    from osum_echat.config import ExperimentConfig
+
+    expected = read_fixture()
+    assert len(expected) == 888
+    with torch.device("meta"):
+        model = build_model(ExperimentConfig().model)
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert set(expected) - set(ours) == ALLOWED_ONLY_IN_FILE
+    assert not set(ours) - set(expected)
+    assert all(ours[k] == expected[k] for k in ours)
+    assert abs(count_parameters(model) - 3.459e9) < 1e6
+
+
+def example(frames=100, text=(4, 5, 6), codes=(7, 8), key="a"):
+    segs = [TextSegment([1, 2, 3]), SpeechInSegment(torch.randn(frames, 80)),
+            TextSegment(list(text), supervised=True)]
+    if codes:
+        segs.append(SpeechOutSegment([4096, *codes, 4096], supervised=True))
+    return Example(segs, key=key)
+
+
+def test_lengths_and_batch_layout(tiny_model_cfg):
+    assert [speech_embed_length(t) for t in (1, 8, 9, 100, 1000)] == [1, 1, 2, 13, 125]
+    torch.manual_seed(0)
+    model = build_model(tiny_model_cfg).eval()
+    feats = torch.randn(2, 1000, 80)
+    x, lens = model.encoder(feats, torch.tensor([1000, 777]))
+    assert x.shape == (2, 500, 64) and lens.tolist() == [500, 389]
+    e, elen = model.embed_speech(feats, torch.tensor([1000, 777]))
+    assert e.shape == (2, 125, 64) and elen.tolist() == [125, speech_embed_length(777)]
+    ex = example()
+    b = collate([ex], 2048)
+    assert b.input_ids.shape[1] == example_length(ex) == 3 + 13 + 2 + 3 + 4
+    # targets: last prompt token predicts nothing; answer ids and joint-space speech ids follow
+    sup = b.labels[0][b.labels[0] != -100].tolist()
+    assert sup == [4, 5, 6, 2048 + 4096, 2048 + 7, 2048 + 8, 2048 + 4096]
+    assert b.labels[0, 17].item() == 4  # the 4098 marker position predicts the first answer token
+
+
+def test_padded_rows_equal_single_rows(tiny_model_cfg):
+    torch.manual_seed(0)
+    model = build_model(tiny_model_cfg).eval()
+    feats = torch.randn(2, 301, 80)
+    feats[1, 157:] = 0  # batches are zero-padded
+    lens = torch.tensor([301, 157])
+    batched, _ = model.encoder(feats, lens)
+    alone, _ = model.encoder(feats[1:, :157], lens[1:])
+    assert torch.allclose(batched[1, :79], alone[0], atol=1e-5)
+    ea, eb = example(key="a"), example(57, key="b")
+    with torch.no_grad():
+        a = model(collate([ea, eb], 2048))
+        b = model(collate([eb], 2048))
+        p = model(collate([ea, eb], 2048, pack_max_tokens=256))
+        full = model(collate([ea], 2048))["loss"]
+    total = (a["loss"] * a["num_tokens"]).item()
+    assert abs(total - (full * 7 + b["loss"] * b["num_tokens"]).item()) < 1e-4
+    assert abs(p["loss"].item() - a["loss"].item()) < 1e-5
+
+
+def test_encoder_matches_openai_whisper_after_conversion():
+    whisper = pytest.importorskip("whisper")
+    from osum_echat.model.checkpoint import whisper_to_encoder_state
+    from osum_echat.model.config import EncoderConfig
+    from osum_echat.model.encoder import WhisperEncoder
+
+    torch.manual_seed(0)
+    dims = whisper.model.ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=4,
+                                         n_audio_layer=2, n_vocab=100, n_text_ctx=8, n_text_state=64,
+                                         n_text_head=4, n_text_layer=1)
+    ref = whisper.model.Whisper(dims).eval()
+    for p in ref.parameters():  # whisper zero-inits some weights; make the test meaningful
+        torch.nn.init.normal_(p, std=0.05)
+    enc = WhisperEncoder(EncoderConfig(d_model=64, num_heads=4, ffn_dim=256, num_layers=2,
+                                       dropout=0, positional_dropout=0)).eval()
+    sd = whisper_to_encoder_state(ref.state_dict())
+    enc.load_state_dict({k[len("encoder."):]: v for k, v in sd.items()})
+    mel = torch.randn(1, 80, 3000)
+    with torch.no_grad():
+        want = ref.encoder(mel)
+        got, lens = enc(mel.transpose(1, 2), torch.tensor([3000]))
+    assert lens.item() == 1500
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+def test_joint_cross_entropy_matches_reference_values_and_grads():
+    torch.manual_seed(0)
+    h = torch.randn(37, 16, requires_grad=True)
+    wt = torch.randn(50, 16, requires_grad=True)
+    ws = torch.randn(11, 16, requires_grad=True)
+    bs = torch.randn(11, requires_grad=True)
+    t = torch.randint(0, 61, (37,))
+    loss, pred = joint_cross_entropy(h, t, wt, ws, bs, chunk_size=8)
+    ref = reference_joint_cross_entropy(h, t, wt, ws, bs)
+    assert torch.allclose(loss, ref, atol=1e-5)
+    logits = torch.cat([h @ wt.t(), h @ ws.t() + bs], -1)
+    assert torch.equal(pred, logits.argmax(-1))
+    g1 = torch.autograd.grad(loss.mean(), (h, wt, ws, bs))
+    g2 = torch.autograd.grad(ref.mean(), (h, wt, ws, bs))
+    for a, b in zip(g1, g2):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_loss_decreases_on_one_batch(tiny_model_cfg):
+    torch.manual_seed(0)
+    model = build_model(tiny_model_cfg)
+    batch = collate([example(key="a"), example(80, text=(9, 10, 11, 12), codes=(1, 2, 3), key="b")], 2048)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(15):
+        out = model(batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(out["loss"].item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert {"loss_text", "loss_speech", "acc_text", "acc_speech", "num_tokens"} <= set(out)
+
+
+def test_frozen_parts_get_no_gradient(tiny_model_cfg):
+    from osum_echat.model.trainable import set_trainable
+
+    model = build_model(tiny_model_cfg)
+    set_trainable(model, ["adapter", "speech"])
+    model(collate([example()], 2048))["loss"].backward()
+    for name, p in model.named_parameters():
+        if name.startswith(("encoder.", "llama_model.")):
+            assert p.grad is None, name
+    assert model.speech_llama_proj.weight.grad is not None
+    assert model.speech_head.weight.grad is not None
+    with pytest.raises(ValueError, match="unknown trainable"):
+        set_trainable(model, ["brain"])
+
+
+def test_lora_merge_gives_same_logits(tiny_model_cfg):
+    from osum_echat.model.trainable import merge_lora
+
+    tiny_model_cfg.lora.enable = True
+    tiny_model_cfg.trainable = ["adapter", "lora", "speech"]
+    torch.manual_seed(0)
+    model = build_model(tiny_model_cfg).eval()
+    keys = list(model.state_dict())
+    assert any(".lora_A." in k for k in keys) and any("base_model.model.model.layers" in k for k in keys)
+    assert all(not p.requires_grad for n, p in model.named_parameters()
+               if n.startswith("llama_model") and ".lora_" not in n)
+    for n, p in model.named_parameters():
+        if ".lora_B." in n:
+            torch.nn.init.normal_(p, std=0.1)  # LoRA B starts at zero: make it matter
+    batch = collate([example()], 2048)
+    with torch.no_grad():
+        before = model.hidden_states(batch)
+        merge_lora(model)
+        after = model.hidden_states(batch)
+    assert torch.allclose(before, after, atol=1e-5)
+    assert not any("lora" in k or "base_model" in k for k in model.state_dict())
