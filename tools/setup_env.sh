@@ -1,0 +1,78 @@
+# Sourced by run.sh and tools/test.sh: makes a Python environment with requirements.txt ready
+# and active, and installs espeak-ng (the mini recipe's speech synthesiser) when missing.
+#
+#   OSUM_VENV=DIR      where to create the virtual environment (default: <repo>/.venv)
+#   OSUM_NO_VENV=1     use the active interpreter as is (you manage the packages)
+#   OSUM_NO_APT=1      never call apt-get
+# The active interpreter is used without a venv when it already satisfies every pin.
+
+_osum_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_osum_python="${PYTHON:-python3}"
+
+_osum_satisfied() {  # $1 = python: exit 0 when every pin of both requirement files is installed
+  "$1" - "$_osum_root/requirements.txt" "$_osum_root/requirements-nodeps.txt" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import PackageNotFoundError, version
+for path in sys.argv[1:]:
+    for line in open(path):
+        line = line.split("#", 1)[0].strip()
+        if not line or "==" not in line:
+            continue
+        name, want = (s.strip() for s in line.split("==", 1))
+        try:
+            have = version(name)
+        except PackageNotFoundError:
+            sys.exit(1)
+        if have.split("+", 1)[0] != want:
+            sys.exit(1)
+PY
+}
+
+_osum_stamp() {
+  cat "$_osum_root/requirements.txt" "$_osum_root/requirements-nodeps.txt" | sha256sum | cut -d' ' -f1
+}
+
+osum_setup_python() {
+  if [ -n "${OSUM_NO_VENV:-}" ]; then
+    echo "[setup] OSUM_NO_VENV set: using $(command -v "$_osum_python")"
+    return 0
+  fi
+  if _osum_satisfied "$_osum_python"; then
+    echo "[setup] the active Python already satisfies requirements.txt"
+    return 0
+  fi
+  local venv="${OSUM_VENV:-$_osum_root/.venv}"
+  local stamp
+  stamp="$(_osum_stamp)"
+  if [ ! -f "$venv/.osum_stamp" ] || [ "$(cat "$venv/.osum_stamp")" != "$stamp" ]; then
+    echo "[setup] creating the environment in $venv (first use: a few minutes)"
+    "$_osum_python" -m venv "$venv" || return 1
+    "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+    "$venv/bin/python" -m pip install -q -r "$_osum_root/requirements.txt" || return 1
+    "$venv/bin/python" -m pip install -q --no-deps -r "$_osum_root/requirements-nodeps.txt" || return 1
+    echo "$stamp" > "$venv/.osum_stamp"
+  fi
+  # shellcheck disable=SC1091
+  . "$venv/bin/activate"
+  echo "[setup] using $venv"
+}
+
+osum_setup_espeak() {
+  command -v espeak-ng >/dev/null 2>&1 && return 0
+  if [ -n "${OSUM_NO_APT:-}" ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] espeak-ng is not installed (the mini recipe's data stage needs it)" >&2
+    return 0
+  fi
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
+  echo "[setup] installing espeak-ng and sox with apt-get"
+  $sudo apt-get update -qq >/dev/null && \
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng sox >/dev/null \
+    || echo "[setup] could not install espeak-ng (no permission?); the mini recipe's data stage needs it" >&2
+}
+
+osum_setup() {
+  osum_setup_python || { echo "[setup] failed to prepare the Python environment" >&2; return 1; }
+  osum_setup_espeak
+  export PYTHONPATH="$_osum_root${PYTHONPATH:+:$PYTHONPATH}"
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Run the test suite (CPU): unit tests, then the quick end-to-end mini recipe.
+# Sets up the environment on first use (see tools/setup_env.sh).
+#   bash tools/test.sh                 # everything
+#   bash tools/test.sh tests/model     # only these pytest paths (no end-to-end run)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+# shellcheck disable=SC1091
+. tools/setup_env.sh
+osum_setup
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+
+python -m pytest -q "$@"
+if [ $# -eq 0 ] && [ -f recipes/mini/run.sh ]; then
+  echo "[test] end-to-end: the mini recipe in quick mode"
+  bash recipes/mini/run.sh --quick true --exp_root "${OSUM_E2E_DIR:-$root/recipes/mini/exp_quick}"
+fi
