@@ -1,5 +1,7 @@
 """Checkpoint loading/saving/conversion on tiny models and files made here."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -144,3 +146,20 @@ def test_read_state_dict_rejects_non_checkpoints(tmp_path):
         read_state_dict(tmp_path / "x.pt")
     with pytest.raises(FileNotFoundError):
         read_state_dict(tmp_path / "none.pt")
+
+
+def test_init_model_cli(tiny_model_cfg, tmp_path):
+    from transformers import Qwen2ForCausalLM
+
+    from osum_echat.bin.init_model import main
+    from osum_echat.model.build import qwen2_config
+
+    torch.manual_seed(7)
+    hf = Qwen2ForCausalLM(qwen2_config(tiny_model_cfg.llm))
+    hf.save_pretrained(tmp_path / "qwen")
+    cfg = Path(__file__).resolve().parents[2] / "conf" / "model" / "tiny.yaml"
+    main(["--config", str(cfg), "--llm", str(tmp_path / "qwen"), "--out", str(tmp_path / "init.pt")])
+    sd = read_state_dict(tmp_path / "init.pt")
+    assert torch.equal(sd["llama_model.model.layers.0.self_attn.q_proj.weight"],
+                       hf.model.layers[0].self_attn.q_proj.weight)
+    assert (tmp_path / "init.yaml").is_file()
