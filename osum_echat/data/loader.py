@@ -30,6 +30,7 @@ import logging
 import random
 from typing import Any, Iterator, Optional
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -178,11 +179,28 @@ class MixtureDataset(IterableDataset):
             local += 1
             cursor = {"role": role, "local_step": local,
                       "families": {f: s.cursor() for f, s in streams.items()}}
-            yield out, cursor, drops.delta()
+            yield (_to_wire(out) if info is not None else out), cursor, drops.delta()
         drops.log(f"worker role {role} end")
         # a last message with no batch so that the final drop counts reach the main process
         yield None, {"role": role, "local_step": local,
                      "families": {f: s.cursor() for f, s in streams.items()}}, drops.delta()
+
+
+def _to_wire(batch: Any) -> dict[str, Any]:
+    """Batch -> dict of numpy arrays: pickled as bytes through the worker pipe, which is much
+    cheaper than sending one shared-memory segment per tensor (~7 ms per batch measured)."""
+    return {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in batch.__dict__.items()}
+
+
+def _from_wire(data: dict[str, Any]) -> Any:
+    from osum_echat.model.batch import Batch
+
+    return Batch(**{k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in data.items()})
+
+
+def _identity(x: Any) -> Any:
+    """DataLoader collate_fn: keep the worker's output as is (numpy stays numpy)."""
+    return x
 
 
 class ResumableLoader:
@@ -221,7 +239,7 @@ class ResumableLoader:
         ds.resume = copy.deepcopy(self.workers)
         ds.rotation = self.step % self.num_roles
         if self.cfg.num_workers > 0:
-            it = iter(DataLoader(ds, batch_size=None, num_workers=self.cfg.num_workers,
+            it = iter(DataLoader(ds, batch_size=None, collate_fn=_identity, num_workers=self.cfg.num_workers,
                                  prefetch_factor=self.cfg.prefetch_factor,
                                  pin_memory=self.cfg.pin_memory, persistent_workers=False))
         else:
@@ -230,6 +248,8 @@ class ResumableLoader:
             self.drops.merge(delta)
             if batch is None:  # end-of-worker report
                 continue
+            if isinstance(batch, dict):
+                batch = _from_wire(batch)
             self.step += 1
             self.workers[str(cursor["role"])] = cursor
             if self.cfg.drop_log_interval and self.step % self.cfg.drop_log_interval == 0:
