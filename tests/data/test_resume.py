@@ -23,9 +23,15 @@ def family_lists(tmp_path_factory):
     raw = write_jsonl(d / "asr.jsonl", [dict(r, txt=r["txt"] + ("<HAPPY>" if i % 2 else ""))
                                         for i, r in enumerate(asr)])
     make_shards([raw], str(d / "asr_shards"), num_per_tar=6)
-    s2s = write_jsonl(d / "s2s.jsonl", [
-        {"key": f"s2s{i}", "wav": make_wav(d / f"s{i}.wav", 0.4 + 0.05 * i, seed=50 + i), "txt": "i am fine thanks",
-         "task": "<S2TCHAT> <TEXT2TOKEN>", "extra": {"speech_token": list(range(30 + i))}} for i in range(7)])
+    s2s_recs = [
+        {"key": f"s2s{i}", "wav": make_wav(d / f"s{i}.wav", 0.4 + 0.05 * i, sr=22050 if i % 2 else 16000,
+                                           seed=50 + i),
+         "txt": "i am fine thanks", "task": "<S2TCHAT> <TEXT2TOKEN>",
+         "extra": {"speech_token": list(range(30 + i))}} for i in range(7)]
+    for r in s2s_recs[:3]:  # multi-turn samples: one past turn with reply codes
+        r.update(wav_1=make_wav(d / f"h{r['key']}.wav", 0.3, sr=24000), txt_1="hello world")
+        r["extra"]["speech_token_1"] = [7, 8, 9]
+    s2s = write_jsonl(d / "s2s.jsonl", s2s_recs)
     t2t = write_jsonl(d / "t2t.jsonl", [
         {"key": f"t2t{i}", "txt": "what is the weather like" * (1 + i % 3), "task": "<TEXT2TEXT>",
          "extra": {"question": "hello world"}} for i in range(5)])
@@ -33,7 +39,7 @@ def family_lists(tmp_path_factory):
 
 
 def _cfg(**kw):
-    base = dict(augment__spec_aug=True, augment__spec_sub=True, only_x_rate=0.5,
+    base = dict(augment__spec_aug=True, augment__spec_sub=True, augment__speed_perturb=True, only_x_rate=0.5,
                 batch__shuffle_size=4, batch__sort_size=3, batch__max_tokens_in_batch=260,
                 batch__batch_size=3, drop_log_interval=0)
     base.update(kw)
@@ -86,6 +92,9 @@ def test_drop_policy_one_pass_per_family(family_lists, tiny_tok):
     batches = list(build_loader(cfg, family_lists, tiny_tok))
     keys = [k for b in batches for k in b.keys]
     assert sorted(keys) == sorted([f"asr{i}" for i in range(12)] + [f"t2t{i}" for i in range(5)])
+    hist = build_loader(_cfg(), {"s2s": family_lists["s2s"]}, tiny_tok, train=False)
+    tasks = [t for b in hist for t in b.tasks]
+    assert tasks.count("<S2TCHAT> <TEXT2TOKEN> <HISTORY>") == 3 and len(tasks) == 7
     fams = [b.families[0] for b in batches]  # weight 0 switches s2s off
     assert fams[-1] == "s2t" and fams.count("t2t") < len(fams) / 2  # t2t ran out first
 
