@@ -1,0 +1,80 @@
+"""Single-process CPU training of the tiny model: loss goes down, checkpoints, CV, logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_helpers import FAKE, write_jsonl  # noqa: E402
+from osum_echat.bin import train as train_cli  # noqa: E402
+from osum_echat.train import checkpointing as ckpt  # noqa: E402
+
+
+def _train(cfg: str, lists: dict[str, str], model_dir: Path, *extra: str):
+    args = ["--config", cfg, "--model_dir", str(model_dir), "--device", "cpu"]
+    for fam in ("s2t", "t2s", "s2s", "t2t"):
+        if fam in lists:
+            args += [f"--train_data_{fam}", lists[fam]]
+    if "cv" in lists:
+        args += ["--cv_data", lists["cv"]]
+    return train_cli.run(args + list(extra))
+
+
+def _losses(model_dir: Path) -> list[float]:
+    recs = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in recs if "loss" in r]
+
+
+def test_tiny_training_all_families(tiny_config, tiny_lists, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    md = tmp_path / "exp"
+    trainer = _train(tiny_config, tiny_lists, md, "train.max_steps=6", "train.save_interval=3",
+                     "train.accum_grad=2", "train.keep_last=1")
+    assert len(_losses(md)) == 6
+    cv_losses = [json.loads(line)["cv"]["all"]["loss"] for line in (md / "metrics.jsonl").read_text().splitlines()
+                 if '"cv"' in line]
+    assert len(cv_losses) == 2 and cv_losses[1] < cv_losses[0]  # the same CV list, after 3 more updates
+    assert ckpt.read_latest(md) == "step_6"
+    assert ckpt.step_tags(md) == ["step_6"]  # keep_last=1 rotated step_3 away
+    assert not list(md.glob("step_3.*"))
+    for name in ("train.yaml", "step_6.pt", "step_6.yaml", "step_6.train.pt", "step_6.rank0.pt"):
+        assert (md / name).is_file(), name
+    info = yaml.safe_load((md / "step_6.yaml").read_text())
+    assert info["step"] == 6 and info["micro_step"] == 12
+    assert info["config"]["train"]["accum_grad"] == 2
+    cv = info["cv"]
+    assert {"s2t", "s2s", "t2s", "t2t", "all"} <= set(cv)
+    assert cv["all"]["tokens"] == sum(cv[f]["tokens"] for f in ("s2t", "s2s", "t2s", "t2t"))
+    assert 0 < cv["all"]["loss"] < 20
+    assert any("ETA" in r.getMessage() for r in caplog.records)
+    sd = torch.load(md / "step_6.pt", weights_only=True)
+    ref = trainer.engine.model.state_dict()
+    assert all(torch.equal(sd[k], ref[k]) for k in ref)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(md / "tensorboard"))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    assert {"train/loss", "train/grad_norm", "train/tokens_per_s", "train/padding_ratio",
+            "train/loss_s2t", "cv/all/loss", "cv/s2s/acc_speech"} <= tags
+
+
+@pytest.mark.skipif(not FAKE.is_dir(), reason="upstream fake data not present")
+def test_upstream_fake_shard_trains(tiny_config, tmp_path):
+    shard_list = write_jsonl(tmp_path / "shards.list", [])
+    Path(shard_list).write_text(f"{FAKE}/shard/shards_000000000.tar\n")
+    md = tmp_path / "exp"
+    _train(tiny_config, {"s2s": shard_list}, md,
+           "train.max_steps=6", "train.save_interval=6", "data.batch.batch_size=1",
+           f"data.path_prefix_map={{'./common_utils/fake_data/': '{FAKE}/'}}")
+    losses = _losses(md)
+    assert len(losses) == 6 and losses[-1] < losses[0]
