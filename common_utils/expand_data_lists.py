@@ -17,7 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from osum_echat.data.writers import expand_data_lists  # noqa: E402
+from osum_echat.data.writers import expand_data_lists
 
 
 def main(argv: list[str] | None = None) -> None:

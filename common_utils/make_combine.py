@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from osum_echat.data.writers import make_combine  # noqa: E402
+from osum_echat.data.writers import make_combine
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.keys:
         with open(a.keys, encoding="utf-8") as f:
             keep = {ln.strip() for ln in f if ln.strip()}
-        relabel = lambda rec: rec if rec["key"] in keep else None  # noqa: E731
+        relabel = lambda rec: rec if rec["key"] in keep else None
     pm = dict(x.split("=", 1) for x in a.path_prefix_map)
     print(make_combine(a.shard_list, a.out_dir, a.task, relabel, pm))
 

@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from osum_echat.data.writers import make_shards  # noqa: E402
+from osum_echat.data.writers import make_shards
 
 
 def main(argv: list[str] | None = None) -> None:

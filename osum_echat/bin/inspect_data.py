@@ -31,7 +31,11 @@ def _tokenizer(path: str | None, texts: list[str]):
         from osum_echat.text.tokenizer import load_tokenizer
 
         return load_tokenizer(path)
-    from osum_echat.text.build_tokenizer import build_qwen_tokenizer, find_qwen_tiktoken, train_bpe_tokenizer
+    from osum_echat.text.build_tokenizer import (
+        build_qwen_tokenizer,
+        find_qwen_tiktoken,
+        train_bpe_tokenizer,
+    )
 
     if find_qwen_tiktoken() is not None:
         logger.info("no --tokenizer: using the Qwen2 BPE rebuilt from dashscope's qwen.tiktoken")

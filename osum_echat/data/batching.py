@@ -4,7 +4,7 @@ collate. All buffers flush at the end of the stream: no leftover is ever lost.""
 from __future__ import annotations
 
 import random
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 from osum_echat.data.config import BatchConfig
 from osum_echat.data.sample import Sample
@@ -101,7 +101,7 @@ def to_examples(items: list[Sample]):
 
 
 def collate_samples(items: list[Sample], text_vocab_size: int, speech_token_num: int,
-                    pack_max_tokens: Optional[int]):
+                    pack_max_tokens: int | None):
     """Samples -> :class:`osum_echat.model.batch.Batch`."""
     from osum_echat.model.batch import collate
 

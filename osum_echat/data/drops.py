@@ -50,7 +50,7 @@ class DropCounter:
         if self.counts[reason] <= 3:  # the first few of each reason are worth a look
             logger.warning("dropped %s: %s %s", key or "?", reason, detail)
 
-    def merge(self, other: dict[str, int] | "DropCounter") -> None:
+    def merge(self, other: dict[str, int] | DropCounter) -> None:
         data = other.counts if isinstance(other, DropCounter) else other
         for k, v in data.items():
             self.counts[k] += int(v)

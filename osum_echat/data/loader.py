@@ -28,7 +28,8 @@ from __future__ import annotations
 import copy
 import logging
 import random
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -259,7 +260,7 @@ class ResumableLoader:
 
 
 def build_renderer(cfg: DataConfig, tokenizer, think_style: str = "language",
-                   text_vocab_size: Optional[int] = None) -> Renderer:
+                   text_vocab_size: int | None = None) -> Renderer:
     """Renderer with the configured instruction files and think style."""
     from osum_echat.data.render import load_prompt_files
 
@@ -272,7 +273,7 @@ def build_renderer(cfg: DataConfig, tokenizer, think_style: str = "language",
 
 
 def build_loader(cfg: DataConfig, lists: dict[str, str], tokenizer, think_style: str = "language",
-                 text_vocab_size: Optional[int] = None, rank: int = 0, world_size: int = 1,
+                 text_vocab_size: int | None = None, rank: int = 0, world_size: int = 1,
                  train: bool = True) -> ResumableLoader:
     """The loader over family lists ``{'s2t': path, 't2s': path, ...}`` (``{'all': path}``
     = one list, no family gate). ``train=False``: one pass, no rewrites/augmentation/shuffle

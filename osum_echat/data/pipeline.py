@@ -14,21 +14,27 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
 
 import torch
 
 from osum_echat.audio.augment import spec_aug, spec_sub
 from osum_echat.audio.features import HOP_LENGTH, N_FFT, log_mel_spectrogram
-from osum_echat.audio.io import AudioError, load_audio, resample as resample_wav
+from osum_echat.audio.io import AudioError, load_audio
+from osum_echat.audio.io import resample as resample_wav
 from osum_echat.data.config import DataConfig
 from osum_echat.data.drops import DropCounter
 from osum_echat.data.render import DropSample, Renderer
 from osum_echat.data.sample import AudioRef, Sample
 from osum_echat.data.sources import audio_info
 from osum_echat.data.tasks import frame_codes, get_spec, rewrite_task
-from osum_echat.model.batch import SpeechInSegment, TextSegment, SpeechOutSegment, example_length
+from osum_echat.model.batch import (
+    SpeechInSegment,
+    SpeechOutSegment,
+    TextSegment,
+    example_length,
+)
 
 logger = logging.getLogger(__name__)
 Samples = Iterator[Sample]
@@ -41,7 +47,7 @@ class StageContext:
     cfg: DataConfig
     renderer: Renderer
     drops: DropCounter = field(default_factory=DropCounter)
-    family: Optional[str] = None  # keep only this family (None = all)
+    family: str | None = None  # keep only this family (None = all)
     train: bool = True  # task rewrites + augmentation
     light: bool = False  # fast-forward mode: no decoding, no features
     epoch: int = 0
@@ -194,7 +200,7 @@ def speed_perturb(samples: Samples, ctx: StageContext) -> Samples:
         if a.speed_perturb and ctx.train and s.spec.speech_in:
             speed = ctx.rng(s, "speed").choice(a.speeds)
             if speed != 1.0:
-                fake_sr = int(round(sr * speed))
+                fake_sr = round(sr * speed)
                 s.num_samples = _resampled_len(s.num_samples, fake_sr, sr)
                 if s.wav is not None:
                     s.wav = resample_wav(s.wav, fake_sr, sr)
@@ -275,7 +281,7 @@ def sample_stages(samples: Samples, ctx: StageContext) -> Samples:
     return samples
 
 
-def materialize(s: Sample, ctx: StageContext) -> Optional[Sample]:
+def materialize(s: Sample, ctx: StageContext) -> Sample | None:
     """Decode + features (+ augmentation) of a sample that went through light mode, giving
     exactly what the full pipeline would have produced. None (counted) if it now fails."""
     if not getattr(s, "light", False):

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 
 import torch
 import yaml
 
 from osum_echat.text import prompts as P
-from osum_echat.text.normalize import normalize_label, split_leading_tag
+from osum_echat.text.normalize import split_leading_tag
 from osum_echat.text.tokenizer import SpecialIds, encode
 
 logger = logging.getLogger(__name__)
@@ -73,8 +73,8 @@ class Renderer:
     """
 
     def __init__(self, tokenizer, think_style: str = "language",
-                 instructions: Optional[dict[str, list[str]]] = None,
-                 text_vocab_size: Optional[int] = None, speech_token_num: int = 4097,
+                 instructions: dict[str, list[str]] | None = None,
+                 text_vocab_size: int | None = None, speech_token_num: int = 4097,
                  tag_think_unknown_rate: float = 0.85, num_mel_bins: int = 80,
                  streaming_chunks: tuple[int, int] = (6, 18)) -> None:
         if think_style not in ("language", "tag"):
@@ -108,7 +108,7 @@ class Renderer:
         """(0, F) stand-in for speech features not computed yet."""
         return torch.zeros(0, self.num_mel_bins)
 
-    def instruction(self, task: str, rng: random.Random) -> Optional[str]:
+    def instruction(self, task: str, rng: random.Random) -> str | None:
         items = self.instructions.get(task)
         return rng.choice(items) if items else None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -14,10 +14,10 @@ AUDIO_SUFFIXES = ("flac", "mp3", "m4a", "ogg", "opus", "wav", "wma")
 class AudioRef:
     """Where audio comes from: encoded bytes (tar member) or a file path, optional segment."""
 
-    data: Optional[bytes] = None
-    path: Optional[str] = None
-    start: Optional[float] = None
-    end: Optional[float] = None
+    data: bytes | None = None
+    path: str | None = None
+    start: float | None = None
+    end: float | None = None
     suffix: str = "wav"
 
     def source(self) -> bytes | str:
@@ -30,10 +30,10 @@ class HistoryItem:
     (``extra.speech_token_N``); after the features stage ``feats`` is (T, 80)."""
 
     index: int
-    audio: Optional[AudioRef] = None
-    text: Optional[str] = None
-    codes: Optional[list[int]] = None
-    feats: Optional[torch.Tensor] = None
+    audio: AudioRef | None = None
+    text: str | None = None
+    codes: list[int] | None = None
+    feats: torch.Tensor | None = None
     num_samples: int = 0  # samples at sample_rate
     sample_rate: int = 0
 
@@ -52,7 +52,7 @@ class Sample:
     txt: str = ""
     task: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-    audio: Optional[AudioRef] = None
+    audio: AudioRef | None = None
     history: list[HistoryItem] = field(default_factory=list)
     uid: str = ""
     origin: str = ""
@@ -61,9 +61,9 @@ class Sample:
     segments: list = field(default_factory=list)
     label_len: int = 0  # supervised text ids (eos included)
     codes_len: int = 0  # supervised speech ids (boundaries included)
-    wav: Optional[torch.Tensor] = None
+    wav: torch.Tensor | None = None
     sample_rate: int = 0
     num_samples: int = 0
-    feats: Optional[torch.Tensor] = None
+    feats: torch.Tensor | None = None
     length: int = 0  # LLM positions (example_length) once features are in
     light: bool = False  # went through the pipeline without decoding (resume fast-forward)

@@ -20,7 +20,8 @@ import logging
 import os
 import re
 import tarfile
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import soundfile as sf
 
@@ -65,7 +66,7 @@ def read_list(path: str, prefix_map: dict[str, str] | None = None) -> list[str]:
     return lines
 
 
-def parse_extra(value: Any) -> Optional[dict]:
+def parse_extra(value: Any) -> dict | None:
     """``extra`` as a dict: dicts pass, JSON strings are decoded, None/'' -> {}; else None."""
     if value is None or value == "":
         return {}
@@ -91,7 +92,7 @@ def _task_of(rec: dict, origin: str) -> str:
 
 
 def record_to_sample(rec: Any, uid: str, origin: str, prefix_map: dict[str, str],
-                     drops: DropCounter) -> Optional[Sample]:
+                     drops: DropCounter) -> Sample | None:
     """A raw jsonl record -> Sample (None, counted, when it is unusable)."""
     if not isinstance(rec, dict):
         drops.add("bad_json", origin, "record is not an object")
@@ -152,7 +153,7 @@ def _octal(field: bytes) -> int:
 def _iter_plain_tar(fh) -> Iterator[tuple[str, bytes]]:
     """(member name, bytes) of regular files of an uncompressed tar, read sequentially with a
     small header parser (ustar, GNU long names, pax 'path'); ~10x faster than tarfile."""
-    long_name: Optional[str] = None
+    long_name: str | None = None
     while True:
         header = fh.read(512)
         if len(header) < 512:
@@ -215,7 +216,7 @@ def iter_tar_groups(path: str, drops: DropCounter) -> Iterator[tuple[str, dict[s
     """(key, {suffix: bytes}) per key, in tar order. Members split at the LAST dot of the name;
     a key that reappears after another key is dropped ('tar_out_of_order')."""
     seen: set[str] = set()
-    key: Optional[str] = None
+    key: str | None = None
     group: dict[str, bytes] = {}
     skipping = False
     try:
@@ -242,7 +243,7 @@ def iter_tar_groups(path: str, drops: DropCounter) -> Iterator[tuple[str, dict[s
 
 
 def _group_fields(key: str, group: dict[str, bytes], origin: str,
-                  drops: DropCounter) -> Optional[dict[str, Any]]:
+                  drops: DropCounter) -> dict[str, Any] | None:
     """Tar member group -> a raw-like record (extra still JSON text) + audio refs."""
     rec: dict[str, Any] = {"key": key}
     turns: dict[int, HistoryItem] = {}
@@ -264,7 +265,7 @@ def _group_fields(key: str, group: dict[str, bytes], origin: str,
     return rec
 
 
-def _finish(rec: dict[str, Any], uid: str, origin: str, drops: DropCounter) -> Optional[Sample]:
+def _finish(rec: dict[str, Any], uid: str, origin: str, drops: DropCounter) -> Sample | None:
     audio = rec.pop("__audio__", None)
     turns = rec.pop("__history__", {})
     s = record_to_sample(rec, uid, origin, {}, drops)
@@ -275,7 +276,7 @@ def _finish(rec: dict[str, Any], uid: str, origin: str, drops: DropCounter) -> O
     return s
 
 
-def load_metadata(path: str, drops: DropCounter) -> Optional[dict[str, dict]]:
+def load_metadata(path: str, drops: DropCounter) -> dict[str, dict] | None:
     """Per-tar metadata jsonl -> {key: record}; bad lines counted ('bad_json')."""
     try:
         lines = _read_lines(path)
@@ -306,7 +307,7 @@ def iter_unit(line: str, uid: str, prefix_map: dict[str, str], drops: DropCounte
     if data_type == "raw" or (data_type == "auto" and line.startswith("{")):
         yield from iter_raw_lines([line], "raw", uid, prefix_map, drops)
         return
-    meta_path: Optional[str] = None
+    meta_path: str | None = None
     if "|" in line:
         parts = line.split("|")
         if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
@@ -366,6 +367,6 @@ def audio_info(ref: AudioRef) -> tuple[int, int]:
     info = sf.info(src)
     n, sr = int(info.frames), int(info.samplerate)
     if ref.start is not None:
-        end = n if ref.end is None else min(n, int(round(ref.end * sr)))
-        n = max(0, end - int(round(ref.start * sr)))
+        end = n if ref.end is None else min(n, round(ref.end * sr))
+        n = max(0, end - round(ref.start * sr))
     return n, sr

@@ -25,12 +25,17 @@ to the training prefix.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 from osum_echat.data.render import DropSample, Renderer
 from osum_echat.data.sample import HistoryItem, Sample
-from osum_echat.model.batch import Segment, SpeechInSegment, SpeechOutSegment, TextSegment
+from osum_echat.model.batch import (
+    Segment,
+    SpeechInSegment,
+    SpeechOutSegment,
+    TextSegment,
+)
 from osum_echat.text.normalize import normalize_label
 
 STTC_SEP = "<开始回答>"
@@ -101,7 +106,7 @@ class TaskSpec:
                 segs.append(SpeechOutSegment(codes, supervised=True))
         return segs
 
-    def _instruction(self, sample: Sample, r: Renderer, rng: random.Random) -> Optional[str]:
+    def _instruction(self, sample: Sample, r: Renderer, rng: random.Random) -> str | None:
         if self.family == "t2t":
             q = str(sample.extra.get("question") or "").strip()
             if not q:
@@ -208,7 +213,7 @@ UNDERSTANDING = (
     "<TRANSCRIBE> <AGE> <GENDER> <STYLE> <EMOTION>",
     "<TRANSCRIBE> <CAPTION> <AGE> <GENDER> <EMOTION> <STYLE>",
 )
-_CHAT = dict(chat=True, history=True)
+_CHAT = {"chat": True, "history": True}
 CATALOGUE: dict[str, TaskSpec] = {
     **{t: _spec(t, "text", "s2t", "understand", instruction=True) for t in UNDERSTANDING},
     "<S2TCHAT>": _spec("<S2TCHAT>", "s2t_chat", "s2t", "s2t_chat", tag_keep=True, **_CHAT),

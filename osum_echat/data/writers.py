@@ -16,9 +16,9 @@ import logging
 import os
 import random
 import tarfile
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 import yaml
 
@@ -33,7 +33,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _audio_bytes(path: str, start: Optional[float], end: Optional[float]) -> tuple[bytes, str]:
+def _audio_bytes(path: str, start: float | None, end: float | None) -> tuple[bytes, str]:
     """Original file bytes (any format); a start/end segment is cut and written as WAV."""
     if start is None:
         return Path(path).read_bytes(), path.rsplit(".", 1)[-1].lower()
@@ -102,8 +102,8 @@ def read_raw_records(paths: Iterable[str]) -> list[dict]:
 
 
 def make_shards(raw_lists: Iterable[str], out_dir: str, num_per_tar: int = 1000,
-                prefix: str = "shards", nj: int = 1, prefix_map: Optional[dict[str, str]] = None,
-                shuffle_seed: Optional[int] = None) -> list[str]:
+                prefix: str = "shards", nj: int = 1, prefix_map: dict[str, str] | None = None,
+                shuffle_seed: int | None = None) -> list[str]:
     """Raw jsonl files -> ``out_dir/<prefix>_%09d.tar`` + ``shards_list.txt``. Tars with a
     ``.finished`` marker are kept (re-runs resume). Returns the tar paths."""
     records = read_raw_records(raw_lists)
@@ -147,9 +147,9 @@ def tar_metadata(tar_path: str) -> list[dict]:
     return list(recs.values())
 
 
-def make_combine(shard_list: str, out_dir: str, task: Optional[str] = None,
-                 relabel: Optional[Callable[[dict], Optional[dict]]] = None,
-                 prefix_map: Optional[dict[str, str]] = None) -> str:
+def make_combine(shard_list: str, out_dir: str, task: str | None = None,
+                 relabel: Callable[[dict], dict | None] | None = None,
+                 prefix_map: dict[str, str] | None = None) -> str:
     """Shards -> combine directory. ``task`` forces a task tag; ``relabel(rec)`` may edit a
     record or return None to leave it out (subset). Returns ``combines_list.txt``'s path."""
     prefix_map = prefix_map or {}
@@ -199,7 +199,7 @@ def _entry_lines(path: str, prefix_map: dict[str, str]) -> list[str]:
 
 
 def expand_data_lists(yaml_path: str, seed: int = 777,
-                      prefix_map: Optional[dict[str, str]] = None) -> dict[str, list[str]]:
+                      prefix_map: dict[str, str] | None = None) -> dict[str, list[str]]:
     """Data-list YAML -> {family (or 'all'): shuffled lines}.
 
     Each entry ``name: {path, weight=1, family=None}``: the integer part of the weight repeats
@@ -220,7 +220,7 @@ def expand_data_lists(yaml_path: str, seed: int = 777,
         picked = lines * reps
         if frac > 0:
             rng = random.Random(f"{seed}|{name}")
-            idx = sorted(rng.sample(range(len(lines)), int(round(len(lines) * frac))))
+            idx = sorted(rng.sample(range(len(lines)), round(len(lines) * frac)))
             picked += [lines[i] for i in idx]
         out.setdefault(str(entry.get("family", "all")), []).extend(picked)
     for fam, lines in out.items():

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from data_helpers import CORPUS  # noqa: E402
+from data_helpers import CORPUS
 
 
 @pytest.fixture(scope="session")

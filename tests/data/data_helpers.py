@@ -48,8 +48,7 @@ def make_wav(path: Path, seconds: float = 0.5, sr: int = 16000, seed: int = 0) -
 
 def write_jsonl(path: Path, records: list) -> str:
     with open(path, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n")
+        f.writelines((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in records)
     return str(path)
 
 

@@ -10,8 +10,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import io
 import json
 import tarfile
+from pathlib import Path
 
 from data_helpers import data_cfg, make_wav, run_loader, write_jsonl
+
 from osum_echat.data.drops import REASONS
 
 
@@ -26,7 +28,7 @@ def _tar(path, members):
 
 def test_every_reason_counted(tiny_tok, tmp_path):
     wav = make_wav(tmp_path / "ok.wav", 0.5)
-    wav_bytes = open(wav, "rb").read()
+    wav_bytes = Path(wav).read_bytes()
     tiny = make_wav(tmp_path / "tiny.wav", 200 / 16000)
     short = make_wav(tmp_path / "short.wav", 0.05)
     long = make_wav(tmp_path / "long.wav", 3.0)
@@ -74,7 +76,7 @@ def test_every_reason_counted(tiny_tok, tmp_path):
                    filter__min_label_tokens=1)
     batches, ld = run_loader(cfg, {"all": lst}, tiny_tok)
     counts = ld.drops.as_dict()
-    fam_batches, ld2 = run_loader(cfg, {"s2s": write_jsonl(tmp_path / "r.jsonl", [recs[-1]])}, tiny_tok)
+    _, ld2 = run_loader(cfg, {"s2s": write_jsonl(tmp_path / "r.jsonl", [recs[-1]])}, tiny_tok)
     counts["wrong_family"] = ld2.drops.as_dict().get("wrong_family", 0)
     cfg.filter.min_label_tokens = 50
     _, ld3 = run_loader(cfg, {"all": write_jsonl(tmp_path / "s.jsonl", [recs[-1]])}, tiny_tok)

@@ -8,8 +8,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import pytest
-
 from data_helpers import data_cfg, make_wav, same_batch, write_jsonl
+
 from osum_echat.data.loader import build_loader
 from osum_echat.data.writers import make_shards
 
@@ -39,9 +39,9 @@ def family_lists(tmp_path_factory):
 
 
 def _cfg(**kw):
-    base = dict(augment__spec_aug=True, augment__spec_sub=True, augment__speed_perturb=True, only_x_rate=0.5,
-                batch__shuffle_size=4, batch__sort_size=3, batch__max_tokens_in_batch=260,
-                batch__batch_size=3, drop_log_interval=0)
+    base = {"augment__spec_aug": True, "augment__spec_sub": True, "augment__speed_perturb": True,
+            "only_x_rate": 0.5, "batch__shuffle_size": 4, "batch__sort_size": 3,
+            "batch__max_tokens_in_batch": 260, "batch__batch_size": 3, "drop_log_interval": 0}
     base.update(kw)
     return data_cfg(**base)
 

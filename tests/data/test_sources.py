@@ -8,8 +8,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch
-
 from data_helpers import FAKE, data_cfg, make_wav, run_loader, same_batch, write_jsonl
+
 from osum_echat.data.drops import DropCounter
 from osum_echat.data.sources import iter_unit, read_list
 from osum_echat.data.writers import make_combine, make_shards

@@ -7,18 +7,29 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import itertools
 import random
 
 import pytest
 import torch
+from data_helpers import data_cfg
 
 from osum_echat.data.loader import build_renderer
 from osum_echat.data.render import DropSample, Renderer
 from osum_echat.data.sample import HistoryItem, Sample
-from osum_echat.data.tasks import CATALOGUE, build_history_segments, get_spec, rewrite_task
-from osum_echat.model.batch import SpeechInSegment, SpeechOutSegment, TextSegment, collate
+from osum_echat.data.tasks import (
+    CATALOGUE,
+    build_history_segments,
+    get_spec,
+    rewrite_task,
+)
+from osum_echat.model.batch import (
+    SpeechInSegment,
+    SpeechOutSegment,
+    TextSegment,
+    collate,
+)
 from osum_echat.text import prompts as P
-from data_helpers import data_cfg
 
 FEATS = torch.randn(64, 80)
 
@@ -68,7 +79,7 @@ def test_every_spec_layout(task, rend):
         assert head == (["T", "SP", "T"] if spec.speech_in else ["T", "T", "T"])
         body = kinds[len(head):]
         assert body[0] == "T*" and set(body) <= {"T*", "Z*"}
-        assert all(a != b for a, b in zip(body, body[1:]))  # alternating
+        assert all(a != b for a, b in itertools.pairwise(body))  # alternating
     else:
         assert kinds == LAYOUTS[spec.output_type], task
     assert segs[0].ids[:len(rend.system(spec.system))] == rend.system(spec.system)
@@ -85,7 +96,7 @@ def test_every_spec_layout(task, rend):
 def test_golden_tiny(rend, tiny_tok):
     spec = get_spec("<S2TCHAT> <TEXT2TOKEN>")
     segs = spec.build(_sample("<S2TCHAT> <TEXT2TOKEN>"), rend, random.Random(0))
-    enc = lambda t: tiny_tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    enc = lambda t: tiny_tok(t, add_special_tokens=False)["input_ids"]
     assert segs[0].ids == enc(P.system_block("s2s") + P.USER_START)
     assert segs[2].ids == enc(P.ASSISTANT_START)
     im_end = tiny_tok.convert_tokens_to_ids(P.IM_END)

@@ -9,10 +9,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import io
 import tarfile
+from pathlib import Path
 
 import yaml
+from data_helpers import (
+    FAKE,
+    PREFIX_MAP,
+    REPO,
+    data_cfg,
+    make_wav,
+    run_loader,
+    write_jsonl,
+)
 
-from data_helpers import FAKE, PREFIX_MAP, REPO, make_wav, run_loader, write_jsonl, data_cfg
 from osum_echat.config import from_dict
 from osum_echat.data.config import DataConfig
 
@@ -47,7 +56,7 @@ def _write_tar(path, members, mode="w", fmt=tarfile.GNU_FORMAT):
 
 
 def test_tar_variants(tiny_tok, tmp_path):
-    wav = open(make_wav(tmp_path / "a.wav", 0.5), "rb").read()
+    wav = Path(make_wav(tmp_path / "a.wav", 0.5)).read_bytes()
     long_key = "dir/" + "k" * 120 + ".v1"  # > 100 chars, with a dot in the key
     members = [(f"{long_key}.txt", b"hello"), (f"{long_key}.flac", wav), (f"{long_key}.task", b"<TRANSCRIBE>")]
     tars = [_write_tar(tmp_path / "gnu.tar", members),

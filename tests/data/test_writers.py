@@ -12,10 +12,15 @@ import subprocess
 import sys
 
 import yaml
-
 from data_helpers import FAKE, PREFIX_MAP, REPO, make_wav, write_jsonl
+
 from osum_echat.data.sources import read_list
-from osum_echat.data.writers import expand_data_lists, make_combine, make_shards, tar_metadata
+from osum_echat.data.writers import (
+    expand_data_lists,
+    make_combine,
+    make_shards,
+    tar_metadata,
+)
 
 
 def test_make_shards_resumable(tmp_path):
@@ -41,7 +46,7 @@ def test_make_combine_forced_task_and_subset(tmp_path):
                         relabel=lambda r: r if r["key"] in keep else None)
     lines = read_list(comb)
     assert lines == [f"{tmp_path}/c/shards_000000000.list|{FAKE}/shard/shards_000000000.tar"]
-    metas = [yaml.safe_load(x) for x in open(tmp_path / "c/shards_000000000.list", encoding="utf-8")]
+    metas = [yaml.safe_load(x) for x in (tmp_path / "c/shards_000000000.list").read_text("utf-8").splitlines()]
     assert {m["key"] for m in metas} == keep and {m["task"] for m in metas} == {"<TRANSCRIBE> <EMOTION>"}
     assert all(m["extra"]["q_txt"] == m["extra"]["question"] for m in metas)
 
@@ -73,7 +78,7 @@ def test_cli_expand(tmp_path):
     y = _yaml(tmp_path, [1, 1])
     out = subprocess.run([sys.executable, str(REPO / "common_utils/expand_data_lists.py"), y,
                           str(tmp_path / "lists/train"), "--seed", "1"] +
-                         sum([["--path_prefix_map", f"{k}={v}"] for k, v in PREFIX_MAP.items()], []),
+                         [a for k, v in PREFIX_MAP.items() for a in ("--path_prefix_map", f"{k}={v}")],
                          capture_output=True, text=True, check=True)
     paths = out.stdout.split()
     assert sorted(os.path.basename(p) for p in paths) == ["train.s2s.list", "train.s2t.list"]

@@ -24,14 +24,18 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from osum_echat.data.config import DataConfig  # noqa: E402
-from osum_echat.data.loader import build_loader  # noqa: E402
+from osum_echat.data.config import DataConfig
+from osum_echat.data.loader import build_loader
 
 FAKE = "/work/shared/reference_data/upstream_fake_data"
 
 
 def _tokenizer():
-    from osum_echat.text.build_tokenizer import build_qwen_tokenizer, find_qwen_tiktoken, train_bpe_tokenizer
+    from osum_echat.text.build_tokenizer import (
+        build_qwen_tokenizer,
+        find_qwen_tiktoken,
+        train_bpe_tokenizer,
+    )
 
     if find_qwen_tiktoken() is not None:
         return build_qwen_tokenizer(), "qwen2-bpe"
