@@ -77,10 +77,8 @@ def tokenize(samples: Samples, ctx: StageContext) -> Samples:
             if not s.task and not cfg.default_task:
                 raise DropSample("missing_field", "task")
             s.task = s.task or cfg.default_task
-            if ctx.train:
-                s.task = rewrite_task(s, rng, cfg.only_x_rate, cfg.streaming_tts_rate)
-            elif s.history and " ".join(s.task.split()) == "<S2TCHAT> <TEXT2TOKEN>":
-                s.task = "<S2TCHAT> <TEXT2TOKEN> <HISTORY>"
+            rates = (cfg.only_x_rate, cfg.streaming_tts_rate) if ctx.train else (0.0, 0.0)
+            s.task = rewrite_task(s, rng, *rates)  # random rewrites in training only
             spec = get_spec(s.task, cfg.unknown_task)
             if ctx.family and spec.family != ctx.family:
                 raise DropSample("wrong_family", f"{spec.name} is {spec.family}")
