@@ -40,6 +40,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--cv_data", default=None, help="validation list, evaluated at every checkpoint")
     p.add_argument("--model_dir", required=True)
     p.add_argument("--checkpoint", default=None, help="initial weights (released/upstream .pt or ours)")
+    p.add_argument("--whisper_init", default=None,
+                   help="initialise the encoder from openai-whisper .pt / HF Whisper folder (stage 1)")
     p.add_argument("--resume", action="store_true", help="continue from model_dir/latest")
     p.add_argument("--train_engine", default="torch_ddp", choices=["torch_ddp", "deepspeed"])
     p.add_argument("--deepspeed_config", default=None)
@@ -62,13 +64,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model_for_training(cfg: ExperimentConfig, checkpoint: str | None):
+def build_model_for_training(cfg: ExperimentConfig, checkpoint: str | None, whisper: str | None = None):
     from osum_echat.model.build import build_model, count_parameters
-    from osum_echat.model.checkpoint import load_checkpoint
+    from osum_echat.model.checkpoint import init_encoder_from_whisper, load_checkpoint
 
     model = build_model(cfg.model)
     if checkpoint:
         load_checkpoint(model, checkpoint)
+    if whisper:
+        init_encoder_from_whisper(model, whisper)
     logger.info("model: %.2fM parameters, %.2fM trainable (%s)", count_parameters(model) / 1e6,
                 count_parameters(model, trainable_only=True) / 1e6, ", ".join(cfg.model.trainable))
     return model
@@ -113,7 +117,7 @@ def run(argv: list[str] | None = None):
             return build_loader(cfg.data, {"all": args.cv_data}, tokenizer, think_style=cfg.text.think_style,
                                 text_vocab_size=vocab, rank=info.rank, world_size=info.world_size, train=False)
     init = None if resume_tag else args.checkpoint
-    model = build_model_for_training(cfg, init)
+    model = build_model_for_training(cfg, init, None if resume_tag else args.whisper_init)
     state = TrainState()
     pending_rng = None
     if resume_tag and args.train_engine == "torch_ddp":
