@@ -222,3 +222,27 @@ def test_streaming_interleave(rend):
     with pytest.raises(DropSample) as e:
         spec.build(_sample(spec.name, txt="好" * 30, speech_token=list(range(10))), rend, random.Random(0))
     assert e.value.reason == "speech_text_ratio"
+
+
+def test_golden_qwen_fake_shard_lengths(qwen_tok):
+    """Lengths upstream's model saw for the fake shard (upstream_baselines.md §3): S2S row =
+    system+user 50, speech 137 + 2 markers, assistant 5, label 47, speech 423 -> 664; ASR label 12."""
+    from data_helpers import FAKE, data_cfg
+
+    from osum_echat.data.drops import DropCounter
+    from osum_echat.data.pipeline import StageContext, sample_stages
+    from osum_echat.data.sources import iter_unit
+    from osum_echat.model.batch import Example, example_length
+
+    cfg = data_cfg()
+    ctx = StageContext(cfg=cfg, renderer=build_renderer(cfg, qwen_tok), train=False)
+    s = next(iter_unit(f"-|{FAKE}/shard/shards_000000000.tar", "0", {}, DropCounter()))
+    question = s.extra["question"]
+    s.task = "<S2TCHAT> <TEXT2TOKEN>"
+    ex = next(sample_stages(iter([s]), ctx))
+    sizes = [len(g.ids) if hasattr(g, "ids") else int(g.feats.shape[0]) for g in ex.segments]
+    assert sizes == [50, 1096, 5, 47, 423]
+    assert example_length(Example(ex.segments)) == 664
+    asr = Sample(key="a", txt=question, task="<TRANSCRIBE>", feats=FEATS)
+    ids, _ = ctx.renderer.label(get_spec("<TRANSCRIBE>").label_text(asr, ctx.renderer, random.Random(0)))
+    assert len(ids) == 12 and len(ctx.renderer.system("understand") + ctx.renderer.user_start) == 42
