@@ -48,8 +48,13 @@ osum_setup_python() {
     echo "[setup] creating the environment in $venv (first use: a few minutes)"
     "$_osum_python" -m venv "$venv" || return 1
     "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-    "$venv/bin/python" -m pip install -q -r "$_osum_root/requirements.txt" || return 1
-    "$venv/bin/python" -m pip install -q --no-deps -r "$_osum_root/requirements-nodeps.txt" || return 1
+    local log="$venv/install.log"
+    if ! { "$venv/bin/python" -m pip install -q -r "$_osum_root/requirements.txt" &&
+           "$venv/bin/python" -m pip install -q --no-deps -r "$_osum_root/requirements-nodeps.txt"; } >"$log" 2>&1; then
+      grep -v "is ignored: it is neither" "$log" | tail -n 30 >&2
+      echo "[setup] pip failed; full log: $log" >&2
+      return 1
+    fi
     echo "$stamp" > "$venv/.osum_stamp"
   fi
   # shellcheck disable=SC1091
