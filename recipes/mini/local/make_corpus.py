@@ -6,11 +6,11 @@ Writes (under --out_dir):
   wav/<split>/*.wav, wav/assistant/*.wav   16 kHz mono speech
   <split>/utts.jsonl                       one record per user utterance (all attributes)
   <split>/asr.jsonl                        <TRANSCRIBE> records (sharded by the recipe)
-  <split>/s2t.jsonl                        tags (<GENDER> <AGE> <EMOTION> <TRANSCRIBE> <AGE> <GENDER>),
-                                           <S2TCHAT>, <S2TCHAT> <THINKER>
+  <split>/s2t.jsonl                        tags (<GENDER> <AGE> <EMOTION> <TRANSCRIBE> <AGE> <GENDER>)
+  <split>/chat.jsonl, think.jsonl          <S2TCHAT>, <S2TCHAT> <THINKER>
   <split>/t2t.jsonl                        <TEXT2TEXT>
-  <split>/t2s.nocodes.jsonl, s2s.nocodes.jsonl   TTS / S2S records with extra.answer_wav; the
-                                           speech codes are added by stage 1 (make_codes.py)
+  <split>/{t2s,s2s,s2sthink}.nocodes.jsonl TTS / S2S / S2S+think records with extra.answer_wav;
+                                           the speech codes are added by stage 1 (mini_codec.py)
   test/<task>.jsonl                        one list per evaluated task
 Speakers: espeak-ng voice variants (+m1..m8, +f1..f5); dev and test voices are unseen in train.
 Age = pitch/speed level, emotion = speed/loudness/word-gap style; replies in a fixed assistant
@@ -151,18 +151,21 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def split_lists(split: str, utts: list[dict], replies: dict, out: Path) -> dict[str, list[dict]]:
-    asr, s2t, s2s = [], [], []
+    asr, tags, chat, s2s = [], [], [], []
     for u in utts:
         asr.append(dict(key=u["key"] + "-asr", wav=u["wav"], task="<TRANSCRIBE>", txt=u["txt"],
                         extra={"gender": u["gender"], "age": u["age"], "emotion": u["emotion"]}))
-        s2t += tag_records(u)
+        tags += tag_records(u)
         if u["qa"] >= 0:
             c, s = chat_records(u, replies)
-            s2t += c
+            chat += c
             s2s += s
     t2t = [dict(key=f"{split}_t2t_{lang}_{i:02d}", task="<TEXT2TEXT>", txt=a, extra={"question": q})
            for lang in ("en", "zh") for i, ((q, _), (a, _)) in enumerate(V.qa_pairs(lang))]
-    lists = {"asr": asr, "s2t": s2t, "s2s.nocodes": s2s, "t2t": t2t}
+    lists = {"asr": asr, "s2t": tags, "chat": [r for r in chat if r["task"] == "<S2TCHAT>"],
+             "think": [r for r in chat if r["task"] != "<S2TCHAT>"],
+             "s2s.nocodes": [r for r in s2s if "<THINK>" not in r["task"]],
+             "s2sthink.nocodes": [r for r in s2s if "<THINK>" in r["task"]], "t2t": t2t}
     for name, recs in lists.items():
         write_jsonl(out / split / f"{name}.jsonl", recs)
     write_jsonl(out / split / "utts.jsonl", utts)
@@ -206,8 +209,9 @@ def main(argv: list[str] | None = None) -> None:
         lists = split_lists(split, utts[split], replies, out)
         if split == "test":
             by_task: dict[str, list[dict]] = {}
-            for r in lists["asr"] + lists["s2t"] + lists["s2s.nocodes"]:
-                by_task.setdefault(r["key"].rsplit("-", 1)[1], []).append(r)
+            for r in [r for recs in lists.values() for r in recs]:
+                if "-" in r["key"]:
+                    by_task.setdefault(r["key"].rsplit("-", 1)[1], []).append(r)
             for name, recs in by_task.items():
                 suffix = ".nocodes" if name.startswith("s2s") else ""
                 write_jsonl(out / "test" / "tasks" / f"{name}{suffix}.jsonl", recs)

@@ -6,7 +6,7 @@ A code covers 40 ms = 4 frames of an 80-bin log-mel (16 kHz, n_fft 1024, hop 160
 codebook holds the 4 stacked frames (320 values), so decoding restores the 100 Hz mel.
 
     python mini_codec.py train  --list assistant.jsonl --out codec.pt [--k 256]
-    python mini_codec.py encode --codec codec.pt --in x.nocodes.jsonl --out x.jsonl
+    python mini_codec.py encode --codec codec.pt x.nocodes.jsonl:x.jsonl [...]
     python mini_codec.py decode --codec codec.pt --codes DIR/codes --out_dir DIR/wav
 """
 
@@ -97,16 +97,19 @@ def cmd_train(a) -> None:
 
 
 def cmd_encode(a) -> None:
+    """Adds extra.speech_token (codes of extra.answer_wav) to each IN:OUT jsonl pair."""
     codec = MiniCodec.load(a.codec)
     cache: dict[str, list[int]] = {}
-    recs = read_jsonl(a.inp)
-    for r in recs:
-        path = r["extra"]["answer_wav"]
-        if path not in cache:
-            cache[path] = codec.encode(load_wav(path))
-        r["extra"]["speech_token"] = cache[path]
-    with open(a.out, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
+    for pair in a.pairs:
+        inp, out = pair.split(":", 1)
+        recs = read_jsonl(inp)
+        for r in recs:
+            path = r["extra"]["answer_wav"]
+            if path not in cache:
+                cache[path] = codec.encode(load_wav(path))
+            r["extra"]["speech_token"] = cache[path]
+        with open(out, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
 
 
 def read_codes(path: str) -> dict[str, list[int]]:
@@ -141,8 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--k", type=int, default=256)
     e = sub.add_parser("encode")
     e.add_argument("--codec", required=True)
-    e.add_argument("--in", dest="inp", required=True)
-    e.add_argument("--out", required=True)
+    e.add_argument("pairs", nargs="+", help="IN.jsonl:OUT.jsonl")
     d = sub.add_parser("decode")
     d.add_argument("--codec", required=True)
     d.add_argument("--codes", required=True)

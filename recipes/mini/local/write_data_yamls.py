@@ -1,0 +1,46 @@
+"""Data-list YAMLs of the three training stages (input of common_utils/expand_data_lists.py).
+
+    python recipes/mini/local/write_data_yamls.py --data_dir DATA --out_dir DATA/lists
+
+stage 1 (understanding): ASR shards, the gender combine relabel, tag records; text chat
+stage 2 (generation):    + spoken chat (<S2TCHAT>), TTS, S2S
+stage 3 (empathy):       + think chat (<S2TCHAT> <THINKER>), S2S with think
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+
+def stage_entries(d: Path) -> dict[int, dict[str, dict]]:
+    def e(path: Path, family: str, weight: float = 1) -> dict:
+        return {"path": str(path), "weight": weight, "family": family}
+
+    s1 = {"asr_shards": e(d / "shards/shards_list.txt", "s2t"),
+          "gender_relabel": e(d / "gender_combine/combines_list.txt", "s2t"),
+          "tags": e(d / "train/s2t.jsonl", "s2t"),
+          "text_chat": e(d / "train/t2t.jsonl", "t2t", 5)}
+    s2 = {**s1, "spoken_chat": e(d / "train/chat.jsonl", "s2t", 2),
+          "tts": e(d / "train/t2s.jsonl", "t2s"), "s2s": e(d / "train/s2s.jsonl", "s2s")}
+    s3 = {**s2, "think_chat": e(d / "train/think.jsonl", "s2t", 2),
+          "s2s_think": e(d / "train/s2sthink.jsonl", "s2s")}
+    return {1: s1, 2: s2, 3: s3}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data_dir", required=True)
+    p.add_argument("--out_dir", required=True)
+    a = p.parse_args()
+    out = Path(a.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for n, entries in stage_entries(Path(a.data_dir).resolve()).items():
+        with open(out / f"stage{n}.yaml", "w", encoding="utf-8") as f:
+            yaml.safe_dump(entries, f, sort_keys=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Mini recipe: the whole OSUM-EChat pipeline on one CPU in minutes, on a synthetic two-language
+# corpus (espeak-ng). Stages:
+#   0 data        espeak-ng corpus (en + Mandarin), raw lists per family, ASR shards, gender combine
+#   1 tokenizer   small BPE on the corpus text; k-means log-mel speech codec; speech codes; lists
+#   2 stage 1     understanding: ASR + gender/age/emotion tags + text chat
+#   3 stage 2     generation: TTS + speech-to-speech replies (+ replay), init from stage 1
+#   4 stage 3     empathy: think chat (CoT) + empathetic S2S (+ replay), init from stage 2
+#   5 eval        decode + score every task; WAVs through the mini codec; results.md/json;
+#                 check that the model beats an untrained one (exit 1 if not)
+# Usage (from anywhere):
+#   bash recipes/mini/run.sh [--stage 0] [--stop_stage 5] [--quick true|false] [--nj 2]
+#        [--device cpu] [--train_engine torch_ddp] [--exp_root DIR] [--data_root DIR]
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+
+stage=0
+stop_stage=5
+quick=false                 # true: fewer utterances and steps (CI end-to-end test, <= 5 min)
+nj=2                        # parallel jobs for synthesis / sharding; torch threads per process
+device=cpu
+train_engine=torch_ddp
+python=python
+data_root=recipes/mini/data # generated corpus (gitignored); a sub-folder per mode
+exp_root=recipes/mini/exp   # checkpoints, decodes, results (gitignored); a sub-folder per mode
+conf_dir=recipes/mini/conf
+local=recipes/mini/local
+bpe_vocab=1024              # BPE merges target (the tokenizer adds tags and ChatML specials)
+codec_codes=256             # k-means codebook size of the mini speech codec (< 4096)
+think_style=language        # language | tag (the corpus carries the fields of both)
+steps1=""                   # training steps per stage (empty: the stage YAML / quick defaults)
+steps2=""
+steps3=""
+. tools/parse_options.sh
+
+if [ "$quick" = true ]; then
+  mode=quick; corpus_opts=(--quick); : "${steps1:=100}" "${steps2:=40}" "${steps3:=40}"
+else
+  mode=full; corpus_opts=(); : "${steps1:=500}" "${steps2:=200}" "${steps3:=150}"
+fi
+data=$(mkdir -p "$data_root/$mode" && cd "$data_root/$mode" && pwd)
+exp=$(mkdir -p "$exp_root/$mode" && cd "$exp_root/$mode" && pwd)
+lists=$data/lists
+tok=$data/tokenizer
+codec=$data/codec.pt
+torch_threads=1             # per process: 2 shared cores run faster with 1 thread + a loader worker
+export OMP_NUM_THREADS="$torch_threads" MKL_NUM_THREADS="$torch_threads"
+export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+log() { echo "[mini $(date +%H:%M:%S)] $*"; }
+done_or_run() { [ -f "$1" ] && { log "skip: $1 exists"; return 1; }; return 0; }
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && done_or_run "$data/.stage0.done"; then
+  log "stage 0: synthesize the corpus ($mode) -> $data"
+  if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
+    echo "espeak-ng and sox are needed: apt-get install -y --no-install-recommends espeak-ng sox" >&2
+    exit 1
+  fi
+  $python $local/make_corpus.py --out_dir "$data" --nj "$nj" "${corpus_opts[@]}"
+  # ASR utterances as shards, and a combine relabel of the same tars (<TRANSCRIBE> <GENDER>)
+  $python common_utils/make_shards.py --raw "$data/train/asr.jsonl" --out_dir "$data/shards" \
+    --num_per_tar 500 --nj "$nj"
+  $python $local/relabel_gender.py --shard_list "$data/shards/shards_list.txt" --out_dir "$data/gender_combine"
+  touch "$data/.stage0.done"
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && done_or_run "$data/.stage1.done"; then
+  log "stage 1: tokenizer, speech codec, speech codes, training lists"
+  $python $local/train_tokenizer.py --data_dir "$data" --out_dir "$tok" --vocab_size "$bpe_vocab"
+  $python $local/mini_codec.py train --list "$data/assistant.jsonl" --out "$codec" --k "$codec_codes"
+  pairs=()
+  for f in train/t2s train/s2s train/s2sthink dev/s2s dev/s2sthink test/tasks/s2s test/tasks/s2sthink; do
+    pairs+=("$data/$f.nocodes.jsonl:$data/$f.jsonl")
+  done
+  $python $local/mini_codec.py encode --codec "$codec" "${pairs[@]}" \
+    "$data/test/t2s.nocodes.jsonl:$data/test/tasks/tts.jsonl"
+  mkdir -p "$lists"
+  $python $local/write_data_yamls.py --data_dir "$data" --out_dir "$lists"
+  for s in 1 2 3; do
+    $python common_utils/expand_data_lists.py "$lists/stage$s.yaml" "$lists/stage$s" --seed 777
+  done
+  cat "$data"/dev/{asr,s2t,chat,think,s2s,s2sthink,t2t}.jsonl > "$lists/cv.list"
+  touch "$data/.stage1.done"
+fi
+
+vocab_size=$(cat "$tok/vocab_size" 2>/dev/null || echo 0)
+common_overrides=(text.tokenizer="$tok" model.llm.vocab_size="$vocab_size" text.think_style="$think_style")
+
+# train_stage N CONF STEPS INIT_CKPT: one training stage -> $exp/stageN/final.pt
+train_stage() {
+  local n=$1 conf=$2 steps=$3 init=$4 dir=$exp/stage$1
+  local fams=() f
+  for f in s2t t2s s2s t2t; do
+    [ -s "$lists/stage$n.$f.list" ] && fams+=(--train_data_$f "$lists/stage$n.$f.list")
+  done
+  $python -m osum_echat.bin.train --config "$conf" "${fams[@]}" --cv_data "$lists/cv.list" \
+    --model_dir "$dir" ${init:+--checkpoint "$init"} --device "$device" --train_engine "$train_engine" \
+    "${common_overrides[@]}" train.max_steps="$steps" data.num_workers=1
+  ln -sf "$(cat "$dir/latest").pt" "$dir/final.pt"
+  touch "$dir/.done"
+}
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.done"; then
+  log "stage 2: training stage 1 (understanding), $steps1 steps"
+  train_stage 1 $conf_dir/stage1_understanding.yaml "$steps1" ""
+fi
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && done_or_run "$exp/stage2/.done"; then
+  log "stage 3: training stage 2 (generation), $steps2 steps, from stage 1"
+  train_stage 2 $conf_dir/stage2_generation.yaml "$steps2" "$exp/stage1/final.pt"
+fi
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && done_or_run "$exp/stage3/.done"; then
+  log "stage 4: training stage 3 (empathy), $steps3 steps, from stage 2"
+  train_stage 3 $conf_dir/stage3_empathy.yaml "$steps3" "$exp/stage2/final.pt"
+fi
+
+# evaluate NAME CHECKPOINT: decode + score every test task into $exp/eval/NAME
+evaluate() {
+  local name=$1 ckpt=$2 out=$exp/eval/$1 t
+  mkdir -p "$out"
+  for t in asr gender age emotion chat think t2t s2s s2sthink tts; do
+    [ -f "$out/$t/.done" ] && continue
+    $python -m osum_echat.bin.decode --config "$exp/stage3/train.yaml" --checkpoint "$ckpt" \
+      --data_list "$data/test/tasks/$t.jsonl" --out_dir "$out/$t" --tokenizer "$tok" --device "$device"
+    touch "$out/$t/.done"
+  done
+  for t in s2s s2sthink tts; do
+    [ -s "$out/$t/codes" ] && $python $local/mini_codec.py decode --codec "$codec" \
+      --codes "$out/$t/codes" --out_dir "$out/$t/wav"
+  done
+  $python $local/score_all.py --eval_dir "$out" --data_dir "$data" --python "$python"
+}
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "stage 5: decode + score (trained model and an untrained one)"
+  $python $local/init_random.py --config "$exp/stage3/train.yaml" --out "$exp/untrained.pt"
+  evaluate trained "$exp/stage3/final.pt"
+  evaluate untrained "$exp/untrained.pt"
+  $python $local/check_learning.py --trained "$exp/eval/trained/results.json" \
+    --untrained "$exp/eval/untrained/results.json" --out "$exp/results.md" --mode "$mode"
+fi
+log "done ($mode): $exp"
