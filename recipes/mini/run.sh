@@ -30,15 +30,19 @@ local=recipes/mini/local
 bpe_vocab=1024              # BPE merges target (the tokenizer adds tags and ChatML specials)
 codec_codes=256             # k-means codebook size of the mini speech codec (< 4096)
 think_style=language        # language | tag (the corpus carries the fields of both)
+decode_batch=16
+eval_max_speech=0           # S2S / TTS test utterances decoded to speech (0 = all)
+eval_tasks=asr,gender,age,emotion,chat,think,t2t,s2s,s2sthink,tts
+untrained_tasks=asr,gender,age,emotion
 steps1=""                   # training steps per stage (empty: the stage YAML / quick defaults)
 steps2=""
 steps3=""
 . tools/parse_options.sh
 
 if [ "$quick" = true ]; then
-  mode=quick; corpus_opts=(--quick); : "${steps1:=100}" "${steps2:=40}" "${steps3:=40}"
+  mode=quick; corpus_opts=(--quick); eval_max_speech=10; untrained_tasks=asr,gender; : "${steps1:=100}" "${steps2:=40}" "${steps3:=40}"
 else
-  mode=full; corpus_opts=(); : "${steps1:=500}" "${steps2:=200}" "${steps3:=150}"
+  mode=full; corpus_opts=(); eval_max_speech=40; : "${steps1:=500}" "${steps2:=200}" "${steps3:=150}"
 fi
 data=$(mkdir -p "$data_root/$mode" && cd "$data_root/$mode" && pwd)
 exp=$(mkdir -p "$exp_root/$mode" && cd "$exp_root/$mode" && pwd)
@@ -116,29 +120,31 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && done_or_run "$exp/stage3/.do
   train_stage 3 $conf_dir/stage3_empathy.yaml "$steps3" "$exp/stage2/final.pt"
 fi
 
-# evaluate NAME CHECKPOINT: decode + score every test task into $exp/eval/NAME
+# evaluate NAME CHECKPOINT TASKS [overrides...]: one decode of the test tasks -> $exp/eval/NAME
 evaluate() {
-  local name=$1 ckpt=$2 out=$exp/eval/$1 t
+  local name=$1 ckpt=$2 tasks=$3 out=$exp/eval/$1 t
+  shift 3
   mkdir -p "$out"
-  for t in asr gender age emotion chat think t2t s2s s2sthink tts; do
-    [ -f "$out/$t/.done" ] && continue
+  if [ ! -f "$out/.done" ]; then
+    $python $local/eval_list.py --data_dir "$data" --out "$out/test.jsonl" --tasks "$tasks" \
+      --max_per_task "$eval_max_speech"
     $python -m osum_echat.bin.decode --config "$exp/stage3/train.yaml" --checkpoint "$ckpt" \
-      --data_list "$data/test/tasks/$t.jsonl" --out_dir "$out/$t" --tokenizer "$tok" --device "$device"
-    touch "$out/$t/.done"
-  done
-  for t in s2s s2sthink tts; do
-    [ -s "$out/$t/codes" ] && $python $local/mini_codec.py decode --codec "$codec" \
-      --codes "$out/$t/codes" --out_dir "$out/$t/wav"
-  done
-  $python $local/score_all.py --eval_dir "$out" --data_dir "$data" --python "$python"
+      --data_list "$out/test.jsonl" --out_dir "$out" --tokenizer "$tok" --device "$device" \
+      --batch_size "$decode_batch" "$@"
+    touch "$out/.done"
+  fi
+  $python $local/score_all.py --decode_dir "$out" --think_style "$think_style"
 }
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  log "stage 5: decode + score (trained model and an untrained one)"
-  $python $local/init_random.py --config "$exp/stage3/train.yaml" --out "$exp/untrained.pt"
-  evaluate trained "$exp/stage3/final.pt"
-  evaluate untrained "$exp/untrained.pt"
-  $python $local/check_learning.py --trained "$exp/eval/trained/results.json" \
-    --untrained "$exp/eval/untrained/results.json" --out "$exp/results.md" --mode "$mode"
+  log "stage 5: decode + score the final model and an untrained one"
+  evaluate trained "$exp/stage3/final.pt" "$eval_tasks"
+  if [ -s "$exp/eval/trained/codes" ]; then   # speech codes -> WAVs through the mini codec
+    $python $local/mini_codec.py decode --codec "$codec" --codes "$exp/eval/trained/codes" \
+      --out_dir "$exp/eval/trained/wav"
+  fi
+  [ -f "$exp/untrained.pt" ] || $python $local/init_random.py --config "$exp/stage3/train.yaml" --out "$exp/untrained.pt"
+  evaluate untrained "$exp/untrained.pt" "$untrained_tasks" generate.max_new_tokens=40
+  $python $local/check_learning.py --exp "$exp" --mode "$mode" --out "$exp/results.md"
 fi
 log "done ($mode): $exp"

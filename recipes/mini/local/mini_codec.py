@@ -113,15 +113,15 @@ def cmd_encode(a) -> None:
 
 
 def read_codes(path: str) -> dict[str, list[int]]:
-    """``key<TAB>codes`` lines; codes space separated or a JSON list."""
+    """``key c1 c2 ...`` lines (the decode CLI's ``codes`` file; a tab or a JSON list also works)."""
     out = {}
     with open(path, encoding="utf-8") as f:
         for ln in f:
-            key, _, rest = ln.rstrip("\n").partition("\t")
-            rest = rest.strip()
-            if not key:
+            parts = ln.strip().split(None, 1)
+            if not parts:
                 continue
-            out[key] = [int(c) for c in (json.loads(rest) if rest.startswith("[") else rest.split())]
+            rest = parts[1].strip() if len(parts) > 1 else ""
+            out[parts[0]] = [int(c) for c in (json.loads(rest) if rest.startswith("[") else rest.split())]
     return out
 
 
