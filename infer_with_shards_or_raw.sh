@@ -5,6 +5,7 @@
 #   ./infer_with_shards_or_raw.sh --config C --checkpoint P --data_list L --out_dir O \
 #       [--nj 4] [--data_type auto|raw|shard] [--task s2s] [--tokenizer DIR] [--device auto] \
 #       [--dtype bf16] [--batch_size 1] [--gpus "0 1 2 3"] [generate.s2s.top_k=5 ...]
+# --gpus lists accelerator indices; job j runs on index gpus[j % len] (default: index 0).
 set -euo pipefail
 
 nj=1
@@ -26,11 +27,12 @@ read -r -a gpu_list <<< "$gpus"
 
 pids=()
 for ((j = 0; j < nj; j++)); do
-  env_prefix=()
+  # accelerator index of this job (device "auto"/bare type picks LOCAL_RANK, see device.py)
+  rank=0
   if [ ${#gpu_list[@]} -gt 0 ]; then
-    env_prefix=(env CUDA_VISIBLE_DEVICES="${gpu_list[$((j % ${#gpu_list[@]}))]}")
+    rank=${gpu_list[$((j % ${#gpu_list[@]}))]}
   fi
-  "${env_prefix[@]}" "$python" -m osum_echat.bin.decode "${args[@]}" --nj "$nj" --job_id "$j" \
+  LOCAL_RANK=$rank "$python" -m osum_echat.bin.decode "${args[@]}" --nj "$nj" --job_id "$j" \
     > "$out_dir/log/decode.$j.log" 2>&1 &
   pids+=($!)
 done

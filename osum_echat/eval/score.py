@@ -52,8 +52,8 @@ def score(refs: dict[str, str], hyps: dict[str, str], metric: str, tag_group: st
         summary.update(tag_scores(((refs[k], hyps.get(k, "")) for k in keys), tag_group))
         summary["tag_group"] = tag_group
     else:
-        ok = sum(normalize_for_scoring(refs[k], keep_tags=True) == normalize_for_scoring(hyps.get(k, ""), keep_tags=True)
-                 for k in keys)
+        ok = sum(normalize_for_scoring(refs[k], keep_tags=True)
+                 == normalize_for_scoring(hyps.get(k, ""), keep_tags=True) for k in keys)
         summary.update({"accuracy": ok / len(keys) if keys else 0.0, "correct": ok})
     return summary
 

@@ -62,7 +62,8 @@ def _feats(ref, sample_rate: int, n_mels: int):
     return log_mel_spectrogram(wav, n_mels)
 
 
-def prepare(s: Sample, task: Optional[str], sample_rate: int = 16000, n_mels: int = 80) -> Sample:
+def prepare(s: Sample, task: Optional[str], sample_rate: int = 16000, n_mels: int = 80,
+            boundary: int = 4096) -> Sample:
     """Task override, history codes, and log-mel of the current/history audio (no labels)."""
     if task:
         s.task = task
@@ -77,7 +78,7 @@ def prepare(s: Sample, task: Optional[str], sample_rate: int = 16000, n_mels: in
             if item.index != n or item.audio is None or item.text is None:
                 raise DropSample("history_gap", f"turn {item.index}")
             raw = s.extra.get(f"speech_token_{n}")
-            item.codes = frame_codes(raw, 4096)[1:-1] if raw else None
+            item.codes = frame_codes(raw, boundary)[1:-1] if raw else None
             item.feats = _feats(item.audio, sample_rate, n_mels)
     else:
         s.history = []
@@ -144,7 +145,7 @@ def decode_job(bot, list_path: str, out_dir: str | Path, task: Optional[str] = N
         if item.sample.key in writer.done:
             continue
         try:
-            prepare(item.sample, task, cfg.sample_rate, cfg.num_mel_bins)
+            prepare(item.sample, task, cfg.sample_rate, cfg.num_mel_bins, cfg.speech_token_num - 1)
             item.request = bot.request(item.sample)
         except (DropSample, AudioError, OSError, ValueError) as err:
             item.error = str(err)

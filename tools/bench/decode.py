@@ -7,7 +7,7 @@ built (speech features ready) to the first chosen token; ms/token is the mean in
 consecutive tokens (31 intervals), also split by phase.
 
     python tools/bench/decode.py                      # tiny model, full vocab, CPU, fp32
-    python tools/bench/decode.py --release --device cuda --dtype bf16   # release-size random weights
+    python tools/bench/decode.py --release --device auto --dtype bf16   # release-size random weights
 
 Prints one JSON object.
 """
