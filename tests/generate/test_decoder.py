@@ -278,3 +278,8 @@ def test_session_canonical_layout(gbot, wav, force_im_end):
     assert isinstance(segs[-1], TextSegment)
     sess.reset()
     assert sess.turns == []
+
+
+def test_age_forcing_ids_with_real_qwen_vocab(qwen_tokenizer):
+    age = AgeForcing.from_tokenizer(qwen_tokenizer)  # upstream_model.md §6 values
+    assert age.trigger == (102185, 17714, 31252) and age.allowed == (99119, 1808, 7863)
