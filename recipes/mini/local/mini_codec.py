@@ -63,6 +63,8 @@ class MiniCodec:
         if not codes:
             return torch.zeros(HOP)
         logmel = self.centroids[torch.tensor(codes)].reshape(-1, N_MELS).T  # (N_MELS, T100)
+        if logmel.shape[1] < 8:  # too short for the STFT: pad with silence
+            logmel = torch.nn.functional.pad(logmel, (0, 8 - logmel.shape[1]), value=float(torch.log(torch.tensor(1e-4))))
         inv = torchaudio.transforms.InverseMelScale(N_FFT // 2 + 1, N_MELS, SR)
         gl = torchaudio.transforms.GriffinLim(N_FFT, hop_length=HOP, power=1.0, n_iter=n_iter)
         wav = gl(inv(torch.exp(logmel)))
