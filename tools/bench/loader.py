@@ -8,7 +8,7 @@ sort 500, dynamic batching (a budget giving batches of 2, like upstream's), coll
 loader per pass; one untimed warm-up pass, then ``--passes`` timed passes (from the first
 ``next()`` to the end of the stream). Prints one JSON object.
 
-    python tools/bench/loader.py [--passes 3] [--workers 0,1,2] [--fake DIR]
+    python tools/bench/loader.py [--passes 3] [--workers 0,1,2] [--threads N] [--stages] [--fake DIR]
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _tokenizer():
 def _pass(cfg: DataConfig, lst: str, tok) -> dict:
     loader = build_loader(cfg, {"s2s": lst}, tok, text_vocab_size=151936, train=True)
     t0 = time.perf_counter()
-    utts = batches = frames = 0
+    utts = batches = frames = positions = 0
     first = None
     for b in loader:
         if first is None:
@@ -53,8 +53,10 @@ def _pass(cfg: DataConfig, lst: str, tok) -> dict:
         batches += 1
         utts += b.num_examples
         frames += int(b.feats_lengths.sum())
+        positions += sum(e - st for _, st, e in b.spans)
     dt = time.perf_counter() - t0
     return {"time_s": dt, "ttfb_s": first, "utts": utts, "batches": batches, "audio_s": frames / 100,
+            "positions": positions,
             "drops": loader.drops.total()}
 
 
@@ -105,7 +107,12 @@ def main() -> None:
     p.add_argument("--workers", default="0,1,2")
     p.add_argument("--fake", default=FAKE)
     p.add_argument("--stages", action="store_true", help="also time each stage separately")
+    p.add_argument("--threads", type=int, default=0, help="torch threads of the main process (0 = default)")
     a = p.parse_args()
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     tmp = tempfile.mkdtemp(prefix="bench_loader_")
     try:
         tars = []
@@ -135,6 +142,7 @@ def main() -> None:
                 "utt_per_s_median": round(runs[0]["utts"] / med, 1),
                 "utt_per_s_best": round(runs[0]["utts"] / min(times), 1),
                 "audio_s_per_s_median": round(runs[0]["audio_s"] / med, 1),
+                "llm_positions_per_s_median": round(runs[0]["positions"] / med),
                 "per_worker_utt_per_s": round(runs[0]["utts"] / med / max(1, w), 1),
             }
         import torch
