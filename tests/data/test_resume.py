@@ -105,3 +105,14 @@ def test_state_mismatch_rejected(family_lists, tiny_tok):
     other = build_loader(_cfg(seed=1), family_lists, tiny_tok)
     with pytest.raises(ValueError, match="seed"):
         other.load_state_dict(ld.state_dict())
+
+
+def test_partition_covers_every_sample_once(family_lists, tiny_tok):
+    """2 ranks x 2 workers: by line for the 2-tar list, by sample for the 1-line lists."""
+    cfg = _cfg(num_workers=2)
+    keys = []
+    for rank in (0, 1):
+        ld = build_loader(cfg, family_lists, tiny_tok, rank=rank, world_size=2, train=False)
+        keys += [k for b in ld for k in b.keys]
+    want = [f"asr{i}" for i in range(12)] + [f"s2s{i}" for i in range(7)] + [f"t2t{i}" for i in range(5)]
+    assert sorted(keys) == sorted(want)
