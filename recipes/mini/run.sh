@@ -31,6 +31,7 @@ bpe_vocab=1024              # BPE merges target (the tokenizer adds tags and Cha
 codec_codes=256             # k-means codebook size of the mini speech codec (< 4096)
 think_style=language        # language | tag (the corpus carries the fields of both)
 decode_batch=16
+torch_threads=1             # per process: 2 shared cores run faster with 1 thread + a loader worker
 eval_max_speech=0           # S2S / TTS test utterances decoded to speech (0 = all)
 eval_tasks=asr,gender,age,emotion,chat,think,t2t,s2s,s2sthink,tts
 untrained_tasks=asr,gender,age,emotion
@@ -49,7 +50,6 @@ exp=$(mkdir -p "$exp_root/$mode" && cd "$exp_root/$mode" && pwd)
 lists=$data/lists
 tok=$data/tokenizer
 codec=$data/codec.pt
-torch_threads=1             # per process: 2 shared cores run faster with 1 thread + a loader worker
 export OMP_NUM_THREADS="$torch_threads" MKL_NUM_THREADS="$torch_threads"
 export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
