@@ -48,12 +48,14 @@ def _read_lines(path: str) -> list[str]:
 
 
 def read_list(path: str, prefix_map: dict[str, str] | None = None) -> list[str]:
-    """Units of a list file (one per non-empty line).
+    """Units of a list file (one per non-empty line); a tar path is a list of itself.
 
     ``combines_list.txt`` lines (metadata paths) become ``META|<tar_root>/<stem>.tar``; every
     other file is returned line by line (records, tar paths, ``META|TAR`` lines, jsonl paths).
     """
     prefix_map = prefix_map or {}
+    if path.endswith((".tar", ".tar.gz", ".tgz")):  # a single shard given as the list
+        return [map_path(path, prefix_map)]
     lines = _read_lines(map_path(path, prefix_map))
     if os.path.basename(path) == "combines_list.txt":
         root_file = os.path.join(os.path.dirname(map_path(path, prefix_map)), "combines_tar_root.txt")
@@ -317,7 +319,7 @@ def iter_unit(line: str, uid: str, prefix_map: dict[str, str], drops: DropCounte
         tar_path = map_path(parts[1].strip(), prefix_map)
     else:
         path = map_path(line, prefix_map)
-        if not path.endswith(".tar"):
+        if not path.endswith((".tar", ".tar.gz", ".tgz")):
             try:
                 lines = _read_lines(path)
             except OSError as err:

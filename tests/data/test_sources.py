@@ -39,6 +39,7 @@ def test_shard_fake_data(tiny_tok, tmp_path):
     batches, ld = run_loader(cfg, {"all": lst}, tiny_tok)
     assert {k for b in batches for k in b.keys} == KEYS
     assert ld.drops.total() == 0
+    assert read_list(str(FAKE / "shard/shards_000000000.tar")) == [str(FAKE / "shard/shards_000000000.tar")]
     samples, _ = _samples(str(FAKE / "shard/shards_000000000.tar"), cfg)  # a plain tar path too
     assert len(samples) == 10 and all(s.audio.suffix == "wav" for s in samples)
     assert len(samples[0].extra["speech_token"]) == 421
