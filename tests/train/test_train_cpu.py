@@ -78,3 +78,25 @@ def test_upstream_fake_shard_trains(tiny_config, tmp_path):
            f"data.path_prefix_map={{'./common_utils/fake_data/': '{FAKE}/'}}")
     losses = _losses(md)
     assert len(losses) == 6 and losses[-1] < losses[0]
+
+
+def test_lora_bf16_activation_checkpointing(tiny_config, tiny_lists, tmp_path):
+    md = tmp_path / "lora"
+    trainer = _train(tiny_config, {"t2t": tiny_lists["t2t"], "s2t": tiny_lists["s2t"]}, md,
+                     "train.max_steps=2", "train.save_interval=2", "train.dtype=bf16",
+                     "model.lora.enable=true", "model.trainable=[lora,speech]",
+                     "model.llm.activation_checkpointing=true", "model.encoder.activation_checkpointing=true")
+    groups = trainer.engine.optimizer.param_groups
+    assert {g["part"] for g in groups} == {"lora", "speech"}
+    model = trainer.engine.model
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast, fp32 master weights
+    sd = torch.load(md / "step_2.pt", weights_only=True)
+    assert any(".lora_" in k for k in sd)
+    from osum_echat.config import load_config
+    from osum_echat.model.build import build_model
+    from osum_echat.model.checkpoint import load_checkpoint
+
+    cfg = load_config(tiny_config, ["model.lora.enable=true", "model.trainable=[lora,speech]"])
+    fresh = build_model(cfg.model)
+    load_checkpoint(fresh, md / "step_2.pt")
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in sd.items())

@@ -147,13 +147,14 @@ def run_one(args: argparse.Namespace) -> dict:
     rss_before = vm_hwm_mb()
     reset_vm_hwm()
     devlib.reset_peak_memory(device)
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     for _ in range(args.steps):
         devlib.synchronize(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         losses.append(step())
         devlib.synchronize(device)
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
     med = statistics.median(times)
     peak_mb = vm_hwm_mb() if device.type == "cpu" else devlib.peak_memory_mb(device)
     peak_tflops = args.peak_tflops
@@ -164,6 +165,9 @@ def run_one(args: argparse.Namespace) -> dict:
            "L": int(batch.kinds.shape[1]), "positions": positions, "samples": batch.num_examples,
            "padding_ratio": round(batch.padding_ratio(), 4), "step_ms_median": round(med * 1e3, 1),
            "step_ms_min": round(min(times) * 1e3, 1), "tokens_per_s": round(positions / med, 1),
+           # process CPU time (all threads): on a shared CPU, wall time includes waiting for cores
+           "step_cpu_ms_median": round(statistics.median(cpu_times) * 1e3, 1),
+           "load_average_1m": round(os.getloadavg()[0], 2),
            "samples_per_s": round(batch.num_examples / med, 2), "peak_memory_mb": round(peak_mb, 1),
            "memory_kind": "VmHWM" if device.type == "cpu" else "max_allocated",
            "rss_before_loop_mb": round(rss_before, 1), "mfu": None if mfu is None else round(mfu, 4),
