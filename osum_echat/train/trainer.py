@@ -136,13 +136,25 @@ class Trainer:
         was_training = model.training
         model.eval()
         acc = Accumulator()
+        # ZeRO-3 gathers parameters inside forward (a collective): ranks must step together,
+        # so CV stops when the first rank runs out. Other engines evaluate every batch.
+        lockstep = getattr(self.engine, "zero_stage", 0) == 3
+        it = iter(self.cv_loader_fn())
+        n = 0
         try:
-            for i, batch in enumerate(self.cv_loader_fn()):
-                if self.cfg.cv_max_batches and i >= self.cfg.cv_max_batches:
+            while True:
+                limit = self.cfg.cv_max_batches and n >= self.cfg.cv_max_batches
+                batch = None if limit else next(it, None)
+                if lockstep:
+                    flag = torch.tensor([0 if batch is None else 1], device=self.device)
+                    if int(dist_util.all_reduce(flag, "min").item()) == 0:
+                        break
+                elif batch is None:
                     break
                 with devlib.autocast(self.device, self.cfg.dtype):
                     out = model(batch.to(self.device))
                 acc.add(batch_family(batch), batch_sums(out, batch))
+                n += 1
         finally:
             model.train(was_training)
         return acc.reduce(self.device, FAMILY_ORDER)

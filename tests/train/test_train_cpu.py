@@ -59,6 +59,12 @@ def test_tiny_training_all_families(tiny_config, tiny_lists, tmp_path, caplog):
     sd = torch.load(md / "step_6.pt", weights_only=True)
     ref = trainer.engine.model.state_dict()
     assert all(torch.equal(sd[k], ref[k]) for k in ref)
+    # --checkpoint initialises the next run's weights (strict); lr ~0 keeps them unchanged
+    md2 = tmp_path / "from_ckpt"
+    _train(tiny_config, {"t2t": tiny_lists["t2t"]}, md2, "--checkpoint", str(md / "step_6.pt"),
+           "train.max_steps=1", "train.lr=1.0e-12")
+    sd2 = torch.load(md2 / "step_1.pt", weights_only=True)
+    assert all(torch.allclose(sd2[k], sd[k], atol=1e-6) for k in sd)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     ea = EventAccumulator(str(md / "tensorboard"))
