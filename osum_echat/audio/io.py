@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,32 @@ class AudioError(ValueError):
     """Audio that cannot be read or used (the data pipeline counts these as drops)."""
 
 
+def _pcm16_wav(data: bytes) -> tuple[torch.Tensor, int] | None:
+    """Fast path for in-memory PCM16 WAV (what shards hold): (mono (N,), sr), or None when the
+    bytes are anything else (then soundfile reads them). Same values as soundfile (x / 32768)."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos, fmt = 12, None
+    while pos + 8 <= len(data):
+        cid, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        body = pos + 8
+        if cid == b"fmt " and size >= 16:
+            fmt = struct.unpack("<HHIIHH", data[body : body + 16])
+        elif cid == b"data":
+            if fmt is None or fmt[0] != 1 or fmt[5] != 16 or fmt[1] < 1:
+                return None
+            ch, sr = fmt[1], fmt[2]
+            n = (min(len(data), body + size) - body) // (2 * ch)
+            if n == 0:
+                return None
+            x = np.frombuffer(data, "<i2", count=n * ch, offset=body).reshape(n, ch).astype(np.float32)
+            x /= 32768.0
+            mono = x.mean(axis=1) if ch > 1 else x[:, 0]
+            return torch.from_numpy(np.ascontiguousarray(mono)), sr
+        pos = body + size + (size & 1)
+    return None
+
+
 def load_audio(
     source: str | Path | bytes, start: float | None = None, end: float | None = None
 ) -> tuple[torch.Tensor, int]:
@@ -24,6 +51,10 @@ def load_audio(
     ``start``/``end`` (seconds) read only that segment. Multichannel audio is averaged to
     mono. Raises :class:`AudioError` with the reason for unreadable or empty input.
     """
+    if isinstance(source, (bytes, bytearray)) and start is None:
+        fast = _pcm16_wav(bytes(source))
+        if fast is not None:
+            return fast
     handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source)
     name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
     try:

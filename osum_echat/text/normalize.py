@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 _CJK = "\u4e00-\u9fff"
-_SPACE_AROUND_CJK = re.compile(rf"\s*([{_CJK}])\s*")
+_SPACE_AROUND_CJK = re.compile(rf"\s+(?=[{_CJK}])|(?<=[{_CJK}])\s+")
 _SPACE_BEFORE_LT = re.compile(r"\s+<")
 _SPACE_AFTER_LT = re.compile(r"<\s+")
 _SPACE_BEFORE_GT = re.compile(r"\s+>")
@@ -23,7 +23,7 @@ def normalize_label(text: str, task: str = "") -> str:
     * the text is lower-cased only for the plain transcription task ``<TRANSCRIBE>``.
     """
     text = text.replace("\r", " ").replace("\n", " ")
-    text = _SPACE_AROUND_CJK.sub(r"\1", text)
+    text = _SPACE_AROUND_CJK.sub("", text)
     for pattern, repl in ((_SPACE_BEFORE_LT, "<"), (_SPACE_AFTER_LT, "<"),
                           (_SPACE_BEFORE_GT, ">"), (_SPACE_AFTER_GT, ">")):
         text = pattern.sub(repl, text)

@@ -70,3 +70,17 @@ def test_spec_aug_and_sub_are_seeded_and_shape_preserving():
     assert torch.equal(feats, feats.clone())  # input untouched
     s = spec_sub(feats, random.Random(2))
     assert s.shape == feats.shape and not torch.equal(s, feats)
+
+
+def test_pcm16_fast_path_equals_soundfile(tmp_path):
+    import io
+
+    x = (np.random.RandomState(1).randn(3000, 2) * 0.2).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, x, 22050, format="WAV", subtype="PCM_16")
+    data = buf.getvalue()
+    fast, sr = load_audio(data)
+    ref = torch.from_numpy(sf.read(io.BytesIO(data), dtype="float32", always_2d=True)[0].mean(1))
+    assert sr == 22050 and torch.equal(fast, ref)
+    seg, _ = load_audio(data, start=0.01, end=0.02)  # segments still go through soundfile
+    assert seg.numel() == 220
