@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence, Union
 
+import numpy as np
 import torch
 
 IGNORE_ID = -100
@@ -232,10 +233,11 @@ def collate(
     width = max(sum(len(flats[i].ids) for i in row) for row in rows)
     width = -(-width // pad_to_multiple) * pad_to_multiple
     b = len(rows)
-    input_ids = torch.zeros(b, width, dtype=torch.long)
-    kinds = torch.zeros(b, width, dtype=torch.uint8)
-    labels = torch.full((b, width), IGNORE_ID, dtype=torch.long)
-    position_ids = torch.zeros(b, width, dtype=torch.long)
+    # Filled in numpy (cheap element-wise copies from Python lists), converted once at the end.
+    input_ids = np.zeros((b, width), dtype=np.int64)
+    kinds = np.zeros((b, width), dtype=np.uint8)
+    labels = np.full((b, width), IGNORE_ID, dtype=np.int64)
+    position_ids = np.zeros((b, width), dtype=np.int64)
     feats_list: list[torch.Tensor] = []
     slots: list[tuple[int, int, int]] = []
     spans: list[tuple[int, int, int]] = []
@@ -244,11 +246,11 @@ def collate(
         cur = 0
         for i in row:
             f, n = flats[i], len(flats[i].ids)
-            input_ids[r, cur : cur + n] = torch.tensor(f.ids, dtype=torch.long)
-            kinds[r, cur : cur + n] = torch.tensor(f.kinds, dtype=torch.uint8)
+            input_ids[r, cur : cur + n] = f.ids
+            kinds[r, cur : cur + n] = f.kinds
             # next-token alignment inside the example: position t predicts the token at t+1
-            labels[r, cur : cur + n - 1] = torch.tensor(f.targets[1:], dtype=torch.long)
-            position_ids[r, cur : cur + n] = torch.arange(n)
+            labels[r, cur : cur + n - 1] = f.targets[1:]
+            position_ids[r, cur : cur + n] = np.arange(n)
             for off, length, fe in f.audio:
                 slots.append((r, cur + off, length))
                 feats_list.append(fe)
@@ -258,7 +260,7 @@ def collate(
             fams.append(examples[i].family)
             cur += n
         if cur < width:  # padding tail: its own "sequence" so nothing real attends to it
-            position_ids[r, cur:] = torch.arange(width - cur)
+            position_ids[r, cur:] = np.arange(width - cur)
     if feats_list:
         t_max = max(int(x.shape[0]) for x in feats_list)
         feats = torch.zeros(len(feats_list), t_max, feats_list[0].shape[1])
@@ -269,7 +271,8 @@ def collate(
         feats = torch.zeros(0, 0, 0)
         lens = torch.zeros(0, dtype=torch.long)
     return Batch(
-        input_ids=input_ids, kinds=kinds, labels=labels, position_ids=position_ids,
+        input_ids=torch.from_numpy(input_ids), kinds=torch.from_numpy(kinds),
+        labels=torch.from_numpy(labels), position_ids=torch.from_numpy(position_ids),
         feats=feats, feats_lengths=lens,
         audio_slots=torch.tensor(slots, dtype=torch.long).reshape(-1, 3),
         keys=keys, tasks=tasks, families=fams, spans=spans,
