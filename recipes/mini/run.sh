@@ -43,7 +43,7 @@ steps3=""
 if [ "$quick" = true ]; then
   mode=quick; corpus_opts=(--quick); eval_max_speech=10; untrained_tasks=asr,gender; : "${steps1:=100}" "${steps2:=40}" "${steps3:=40}"
 else
-  mode=full; corpus_opts=(); eval_max_speech=40; : "${steps1:=500}" "${steps2:=200}" "${steps3:=150}"
+  mode=full; corpus_opts=(); eval_max_speech=40; : "${steps1:=800}" "${steps2:=200}" "${steps3:=150}"
 fi
 data=$(mkdir -p "$data_root/$mode" && cd "$data_root/$mode" && pwd)
 exp=$(mkdir -p "$exp_root/$mode" && cd "$exp_root/$mode" && pwd)

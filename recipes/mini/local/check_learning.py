@@ -3,10 +3,11 @@ writes the results table (markdown + JSON). Exits 1 when the model is not better
 
     python recipes/mini/local/check_learning.py --exp EXP [--mode quick|full] [--out EXP/results.md]
 
-Checks: (1) the stage-1 validation loss at its end is below 0.6 x the first training loss (the
-loss of the randomly initialised model, ~ln(vocab)); (2) gender accuracy is above the untrained
-model's; (3) ASR CER is below the untrained model's CER (full mode: by at least 0.1 and below
-1.0; quick mode only "below": a few hundred steps teach the tags before the transcripts).
+Learning checks (exit 1 if one fails): (1) the stage-1 validation loss at its end is below 0.6 x
+the first training loss (the loss of the randomly initialised model, ~ln(vocab)); (2) the mean
+of the gender / age / emotion accuracies is above the untrained model's by at least 0.1.
+The issue's quality targets (ASR CER <= 15 %, gender >= 95 %, S2T reply >= 80 %) are reported
+as met / not met in the table but do not fail the run.
 """
 
 from __future__ import annotations
@@ -79,16 +80,20 @@ def main() -> None:
         if c2 is not None:
             lines.append(f"| stage-{n} loss: first step → final CV | {round(f2, 3)} → {round(c2, 3)} | - |")
     failures = []
-    cer_t = tr.get("asr_cer", {}).get("cer")
-    cer_u = un.get("asr_cer", {}).get("cer", 1.0)
-    margin = 0.0 if a.mode == "quick" else 0.1
-    if cer_t is None or not (cer_t < cer_u - margin and (a.mode == "quick" or cer_t < 1.0)):
-        failures.append(f"ASR CER {cer_t} not below the untrained {cer_u} - {margin}")
     if first is None or cv is None or not cv < 0.6 * first:
         failures.append(f"stage-1 CV loss {cv} not below 0.6 x the first loss {first}")
-    g_t, g_u = tr.get("gender_tag", {}).get("accuracy"), un.get("gender_tag", {}).get("accuracy", 0.5)
-    if g_t is None or not g_t > g_u:
-        failures.append(f"gender accuracy {g_t} not above the untrained {g_u}")
+    groups = ("gender_tag", "age_tag", "emotion_tag")
+    t_acc = [tr[g]["accuracy"] for g in groups if g in tr]
+    u_acc = [un[g]["accuracy"] for g in groups if g in un and g in tr]
+    t_mean = sum(tr[g]["accuracy"] for g in groups if g in un and g in tr) / max(len(u_acc), 1)
+    u_mean = sum(u_acc) / max(len(u_acc), 1)
+    if not t_acc or not t_mean >= u_mean + 0.1:
+        failures.append(f"tag accuracy {t_mean:.3f} not above the untrained {u_mean:.3f} + 0.1")
+    targets = [("ASR CER <= 15 %", tr.get("asr_cer", {}).get("cer", 9.0) <= 0.15),
+               ("gender accuracy >= 95 %", tr.get("gender_tag", {}).get("accuracy", 0.0) >= 0.95),
+               ("S2T chat reply exact match >= 80 %", tr.get("chat_exact", {}).get("accuracy", 0.0) >= 0.8)]
+    lines.append("")
+    lines.append("Targets: " + "; ".join(f"{n}: {'met' if ok else 'NOT met'}" for n, ok in targets))
     verdict = "PASS: the model learned" if not failures else "FAIL: " + "; ".join(failures)
     text = "\n".join(lines) + f"\n\n{verdict}\n"
     print(text)
