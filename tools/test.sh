@@ -14,5 +14,5 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTH
 python -m pytest -q "$@"
 if [ $# -eq 0 ] && [ -f recipes/mini/run.sh ]; then
   echo "[test] end-to-end: the mini recipe in quick mode"
-  bash recipes/mini/run.sh --quick true --exp_root "${OSUM_E2E_DIR:-$root/recipes/mini/exp_quick}"
+  bash recipes/mini/run.sh --quick true
 fi
