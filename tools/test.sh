@@ -14,5 +14,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTH
 python -m pytest -q "$@"
 if [ $# -eq 0 ] && [ -f recipes/mini/run.sh ]; then
   echo "[test] end-to-end: the mini recipe in quick mode"
-  bash recipes/mini/run.sh --quick true
+  e2e="$(mktemp -d "${TMPDIR:-/tmp}/osum_e2e.XXXXXX")"   # fresh: no stale .done markers
+  bash recipes/mini/run.sh --quick true --data_root "$e2e/data" --exp_root "$e2e/exp"
+  rm -rf "$e2e"
 fi
