@@ -11,10 +11,15 @@ cd "$root"
 osum_setup
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 
-python -m pytest -q "$@"
+log="$(mktemp)"
+python -m pytest -q "$@" 2>&1 | tee "$log"
+count() { grep -Eo "[0-9]+ $1" "$log" | tail -n 1 | cut -d' ' -f1; }
+passed=$(count passed); skipped=$(count skipped)
+rm -f "$log"
 if [ $# -eq 0 ] && [ -f recipes/mini/run.sh ]; then
   echo "[test] end-to-end: the mini recipe in quick mode"
   e2e="$(mktemp -d "${TMPDIR:-/tmp}/osum_e2e.XXXXXX")"   # fresh: no stale .done markers
   bash recipes/mini/run.sh --quick true --data_root "$e2e/data" --exp_root "$e2e/exp"
   rm -rf "$e2e"
+  echo "summary: $(( ${passed:-0} + 1 )) passed, 0 failed, ${skipped:-0} skipped (unit tests + the end-to-end recipe)"
 fi
