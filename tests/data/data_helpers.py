@@ -12,10 +12,9 @@ import numpy as np
 from osum_echat.audio.io import save_wav
 from osum_echat.data.config import DataConfig
 
-FAKE = Path("/work/shared/reference_data/upstream_fake_data")
 REPO = Path(__file__).resolve().parents[2]
-if not FAKE.is_dir():
-    FAKE = REPO / "tests" / "fixtures" / "upstream_fake_data"
+# upstream's sample data, in the shared/ folder beside the checkout
+FAKE = REPO.parent / "shared" / "reference_data" / "upstream_fake_data"
 PREFIX_MAP = {"./common_utils/fake_data/": f"{FAKE}/", "common_utils/fake_data/": f"{FAKE}/"}
 
 CORPUS = [

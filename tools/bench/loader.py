@@ -27,7 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from osum_echat.data.config import DataConfig
 from osum_echat.data.loader import build_loader
 
-FAKE = "/work/shared/reference_data/upstream_fake_data"
+FAKE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                    "..", "shared", "reference_data", "upstream_fake_data")
 
 
 def _tokenizer():
