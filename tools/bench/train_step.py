@@ -97,12 +97,17 @@ def make_batch(kind: str, pack: bool, tok, vocab: int):
     return batches[0]
 
 
-def vm_hwm_mb() -> float:
+def proc_status_mb(field: str) -> float:
+    """VmHWM (peak RSS) or VmRSS (current) of this process, in MB (Linux)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+def vm_hwm_mb() -> float:
+    return proc_status_mb("VmHWM")
 
 
 def reset_vm_hwm() -> None:
@@ -144,7 +149,7 @@ def run_one(args: argparse.Namespace) -> dict:
 
     for _ in range(args.warmup):
         step()
-    rss_before = vm_hwm_mb()
+    rss_before = proc_status_mb("VmRSS")
     reset_vm_hwm()
     devlib.reset_peak_memory(device)
     times, cpu_times, losses = [], [], []
@@ -170,7 +175,8 @@ def run_one(args: argparse.Namespace) -> dict:
            "load_average_1m": round(os.getloadavg()[0], 2),
            "samples_per_s": round(batch.num_examples / med, 2), "peak_memory_mb": round(peak_mb, 1),
            "memory_kind": "VmHWM" if device.type == "cpu" else "max_allocated",
-           "rss_before_loop_mb": round(rss_before, 1), "mfu": None if mfu is None else round(mfu, 4),
+           "rss_before_loop_mb": round(rss_before, 1),
+           "loop_increment_mb": round(peak_mb - rss_before, 1) if device.type == "cpu" else None, "mfu": None if mfu is None else round(mfu, 4),
            "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4)}
     if not args.release:
         up = UPSTREAM[args.batch]
