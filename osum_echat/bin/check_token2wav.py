@@ -1,6 +1,6 @@
 """Check a real CosyVoice-300M-25Hz folder: load strictly, synthesize codes, write a wav.
 
-    python -m osum_echat.token2wav.check --dir CosyVoice-300M-25Hz --codes codes.txt \
+    python -m osum_echat.bin.check_token2wav --dir CosyVoice-300M-25Hz --codes codes.txt \
         [--voice prompt.wav] [--device auto] [--dtype fp32] [--stream] --out x.wav
 
 ``--codes`` is a file of whitespace/comma separated ints or a literal like ``"12 873 4001"``;

@@ -76,7 +76,7 @@ def find_qwen_tiktoken() -> Path | None:
 
 
 def build_qwen_tokenizer(tiktoken_file: str | Path | None = None, out_dir: str | Path | None = None):
-    """The Qwen2 BPE (151,643 ranks + ChatML specials at 151643/151644/151645).
+    """The Qwen2 BPE (151,643 ranks, then the three ChatML specials).
 
     Regular ids equal those of Qwen2.5's tokenizer. Raises FileNotFoundError when no
     ``qwen.tiktoken`` is available (install ``dashscope==2.0.2 --no-deps``).

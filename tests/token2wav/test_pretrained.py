@@ -73,7 +73,7 @@ def test_voice_roundtrip(tmp_path):
 
 
 def test_check_command(fake_dir, tmp_path):
-    from osum_echat.token2wav import check
+    from osum_echat.bin import check_token2wav as check
 
     out = tmp_path / "x.wav"
     summary = check.main(["--dir", str(fake_dir), "--codes", "1 2 3 4 5 6 7 8 9 10", "--device", "cpu", "--out", str(out)])
