@@ -142,12 +142,12 @@ class OsumEChat(nn.Module):
         labels = batch.labels.to(h.device)
         sel = labels != IGNORE_ID
         targets = labels[sel]
-        per_tok, pred = joint_cross_entropy(
+        loss_sum, per_tok, pred = joint_cross_entropy(
             h[sel], targets, self.lm_head_weight, self.speech_head.weight, self.speech_head.bias,
             self.loss_chunk_size,
         )
         n = targets.numel()
-        loss = per_tok.sum() / max(n, 1)
+        loss = loss_sum / max(n, 1)
         if n == 0:  # keep the graph connected so DDP/ZeRO see every parameter
             loss = loss + 0.0 * h.sum()
         with torch.no_grad():

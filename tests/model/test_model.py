@@ -117,15 +117,22 @@ def test_joint_cross_entropy_matches_reference_values_and_grads():
     ws = torch.randn(11, 16, requires_grad=True)
     bs = torch.randn(11, requires_grad=True)
     t = torch.randint(0, 61, (37,))
-    loss, pred = joint_cross_entropy(h, t, wt, ws, bs, chunk_size=8)
+    total, loss, pred = joint_cross_entropy(h, t, wt, ws, bs, chunk_size=8)
     ref = reference_joint_cross_entropy(h, t, wt, ws, bs)
-    assert torch.allclose(loss, ref, atol=1e-5)
+    assert torch.allclose(loss, ref, atol=1e-5) and torch.allclose(total, ref.sum(), atol=1e-4)
     logits = torch.cat([h @ wt.t(), h @ ws.t() + bs], -1)
     assert torch.equal(pred, logits.argmax(-1))
-    g1 = torch.autograd.grad(loss.mean(), (h, wt, ws, bs))
-    g2 = torch.autograd.grad(ref.mean(), (h, wt, ws, bs))
+    g1 = torch.autograd.grad(total * 0.37, (h, wt, ws, bs))
+    g2 = torch.autograd.grad(ref.sum() * 0.37, (h, wt, ws, bs))
     for a, b in zip(g1, g2):
         assert torch.allclose(a, b, atol=1e-5)
+    with torch.no_grad():  # no gradient work (and no graph) when autograd is off
+        total_ng, loss_ng, _ = joint_cross_entropy(h, t, wt, ws, bs, chunk_size=8)
+    assert torch.allclose(loss_ng, loss) and not total_ng.requires_grad
+    frozen_w = wt.detach()  # a frozen head gets no gradient, the rest still does
+    total2, _, _ = joint_cross_entropy(h, t, frozen_w, ws, bs, chunk_size=5)
+    gh2, = torch.autograd.grad(total2 * 0.37, (h,))
+    assert torch.allclose(gh2, g2[0], atol=1e-5)
 
 
 def test_loss_decreases_on_one_batch(tiny_model_cfg):
