@@ -8,52 +8,20 @@ split into <= 30 s pieces whose codes are concatenated.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from osum_echat.audio.features import HOP_LENGTH as HOP
+from osum_echat.audio.features import log_mel_spectrogram
+
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 MAX_SECONDS = 30
-N_FFT, HOP = 400, 160
-
-
-@lru_cache(maxsize=4)
-def whisper_mel_filters(n_mels: int = 128) -> torch.Tensor:
-    """``(n_mels, 201)`` Slaney mel filters: openai-whisper's ``mel_filters.npz`` when the package is
-    installed (located without importing it), otherwise the same filters built by torchaudio."""
-    spec = importlib.util.find_spec("whisper")
-    if spec is not None and spec.origin:
-        npz = Path(spec.origin).parent / "assets" / "mel_filters.npz"
-        if npz.exists():
-            with np.load(npz) as data:
-                key = f"mel_{n_mels}"
-                if key in data:
-                    return torch.from_numpy(data[key]).float()
-    import torchaudio
-
-    fb = torchaudio.functional.melscale_fbanks(
-        N_FFT // 2 + 1, 0.0, SAMPLE_RATE / 2, n_mels, SAMPLE_RATE, norm="slaney", mel_scale="slaney"
-    )
-    return fb.T.contiguous()
-
-
-def whisper_log_mel(audio: torch.Tensor, n_mels: int = 128) -> torch.Tensor:
-    """audio ``(L,)`` float at 16 kHz -> ``(n_mels, L // 160)`` Whisper log-mel."""
-    audio = audio.float()
-    window = torch.hann_window(N_FFT, device=audio.device)
-    stft = torch.stft(audio, N_FFT, HOP, window=window, return_complex=True)
-    power = stft[..., :-1].abs() ** 2
-    mel = whisper_mel_filters(n_mels).to(audio.device) @ power
-    log_spec = torch.clamp(mel, min=1e-10).log10()
-    log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
-    return (log_spec + 4.0) / 4.0
 
 
 def split_long(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, max_seconds: int = MAX_SECONDS) -> list[np.ndarray]:
@@ -89,7 +57,10 @@ class SpeechTokenizer:
         self.n_mels = shape[1] if len(shape) == 3 and isinstance(shape[1], int) else 128
 
     def _run(self, piece: np.ndarray) -> list[int]:
-        feats = whisper_log_mel(torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32)), self.n_mels)
+        if len(piece) < HOP:  # not one 10 ms frame
+            return []
+        # the same Whisper log-mel as the model's input features, here with 128 bins: (n_mels, T)
+        feats = log_mel_spectrogram(torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32)), self.n_mels).T
         if feats.size(1) == 0:
             return []
         out = self.session.run(
