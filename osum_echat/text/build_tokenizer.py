@@ -16,6 +16,7 @@ QWEN_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
+CJK_CHAR = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
     " + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}"
@@ -40,8 +41,13 @@ def _wrap(tk, out_dir: str | Path | None):
 def train_bpe_tokenizer(
     texts: Iterable[str], vocab_size: int = 2000, out_dir: str | Path | None = None,
     extra_tokens: Iterable[str] = (),
+    split_cjk: bool = False,
 ):
     """A byte-level BPE trained on ``texts`` with the Qwen pre-tokeniser and ChatML specials.
+
+    ``split_cjk`` isolates every CJK character before the Qwen pattern applies, so no merge
+    spans two of them: one token per character (small corpora, where whole Chinese phrases
+    would otherwise become single tokens).
 
     The specials get the ids right after the learned vocabulary, in the Qwen order
     (``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>``). ``extra_tokens`` (e.g. tags such
@@ -51,6 +57,7 @@ def train_bpe_tokenizer(
 
     tk = Tokenizer(models.BPE())
     tk.pre_tokenizer = pre_tokenizers.Sequence([
+        *([pre_tokenizers.Split(Regex(CJK_CHAR), behavior="isolated")] if split_cjk else []),
         pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])

@@ -37,6 +37,20 @@ def test_tiny_tokenizer_has_the_specials_and_round_trips(tiny_tokenizer, tmp_pat
         SpecialIds.from_tokenizer(tiny_tokenizer, 10)
 
 
+def test_split_cjk_keeps_one_token_per_chinese_character(tmp_path):
+    from osum_echat.text.build_tokenizer import train_bpe_tokenizer
+
+    texts = ["今天天气怎么样", "今天星期几 what is the weather like", "我很喜欢音乐"] * 50
+    merged = train_bpe_tokenizer(texts, 400)
+    split = train_bpe_tokenizer(texts, 400, tmp_path, split_cjk=True)
+    assert len(merged.tokenize("今天天气怎么样")) == 1  # the default merges the whole phrase
+    assert len(split.tokenize("今天天气怎么样")) == 7
+    assert split.tokenize(" weather") == merged.tokenize(" weather") == ["Ġweather"]
+    again = load_tokenizer(str(tmp_path))  # the pre-tokeniser is saved with the tokenizer
+    assert again.decode(encode(again, "今天 what")) == "今天 what"
+    assert len(again.tokenize("今天")) == 2
+
+
 def test_hub_id_offline_gives_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineModelError, match="local folder"):
