@@ -12,7 +12,8 @@ Writes (under --out_dir):
   <split>/{t2s,s2s,s2sthink}.nocodes.jsonl TTS / S2S / S2S+think records with extra.answer_wav;
                                            the speech codes are added by stage 1 (mini_codec.py)
   test/<task>.jsonl                        one list per evaluated task
-Speakers: espeak-ng voice variants (+m1..m8, +f1..f5); dev and test voices are unseen in train.
+Speakers: 34 espeak-ng voice variants in train, 4 other ones in dev and 6 in test (vocab.VOICES);
+genders are balanced.
 Age = pitch/speed level, emotion = speed/loudness/word-gap style; replies in a fixed assistant
 voice; Mandarin is synthesized from tone-numbered pinyin with ``cmn-latn-pinyin``.
 """
@@ -61,7 +62,8 @@ def user_utterances(split: str, n: int, rng: random.Random, wav_dir: Path):
     utts, jobs = [], []
     for i in range(n):
         lang = rng.choice(["en", "zh"])
-        variant = rng.choice(V.VOICES[split])
+        gender = rng.choice(["male", "female"])
+        variant = rng.choice(V.VOICES[split][gender])
         age, emotion = rng.choice(list(V.AGE_PROSODY)), rng.choice(list(V.EMOTION_PROSODY))
         if rng.random() < QUESTION_RATE:
             qa = rng.randrange(len(V.qa_pairs(lang)))
@@ -70,12 +72,12 @@ def user_utterances(split: str, n: int, rng: random.Random, wav_dir: Path):
             qa, (text, spoken) = -1, V.random_sentence(lang, rng)
         a_pitch, a_speed = V.AGE_PROSODY[age]
         e_pitch, e_speed, amp, gap = V.EMOTION_PROSODY[emotion]
-        pitch = a_pitch + e_pitch + rng.randint(-5, 5)
+        pitch = a_pitch + e_pitch + rng.randint(-3, 3)
         speed = a_speed * e_speed * rng.uniform(0.95, 1.05)
         key = f"{split}_{i:05d}_{lang}_{variant}"
         path = str(wav_dir / split / f"{key}.wav")
         utts.append(dict(key=key, wav=path, lang=lang, txt=text, spoken=spoken, qa=qa,
-                         voice=variant, gender=V.gender_of(variant), age=age, emotion=emotion))
+                         voice=variant, gender=gender, age=age, emotion=emotion))
         jobs.append((espeak_args(lang, variant, pitch, speed, amp, gap), spoken, path))
     return utts, jobs
 

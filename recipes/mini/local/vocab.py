@@ -71,19 +71,26 @@ AGE_TAG = {"child": "<CHILD>", "adult": "<ADULT>", "old": "<OLD>"}
 EMOTION_TAG = {"happy": "<HAPPY>", "sad": "<SAD>", "neutral": "<NEUTRAL>"}
 TAGS = sorted(set(GENDER_TAG.values()) | set(AGE_TAG.values()) | set(EMOTION_TAG.values()))
 
-# espeak-ng voice variants; test speakers are never seen in training.
-VOICES = {"train": ["m1", "m2", "m3", "m4", "m5", "f1", "f2", "f3"],
-          "dev": ["m6", "f4"], "test": ["m7", "m8", "f5"]}
+# espeak-ng voice variants (espeak-ng-data/voices/!v) by gender; dev and test speakers are never
+# seen in training. Many training voices, so that gender is learnt from pitch and formants rather
+# than from the identity of a few voices. Left out: variants whose pitch range overlaps the other
+# gender at the age levels below (Marco, aunty), whispering, robotic and effect voices.
+VOICES = {
+    "train": {"male": ["m1", "m2", "m3", "m4", "m5", "Andy", "Denis", "Diogo", "Henrique", "Hugo",
+                       "Lee", "antonio", "michel", "miguel", "sandro", "travis", "iven", "norbert",
+                       "pedro", "gustave", "Mike", "Gene", "paul", "john"],
+              "female": ["f1", "f2", "f3", "Alicia", "Andrea", "anika", "belinda", "grandma",
+                         "steph", "steph2"]},
+    "dev": {"male": ["m6", "victor"], "female": ["f4", "steph3"]},
+    "test": {"male": ["m7", "m8", "pablo"], "female": ["f5", "linda", "Annie"]},
+}
 ASSISTANT = {"variant": "f2", "pitch": 55, "speed": 1.0}
-# prosody: age moves the pitch (child high+fast, old low+slow); emotion moves speed, loudness,
-# word gaps and a little pitch (happy: fast+loud, sad: slow+soft+gaps).
-AGE_PROSODY = {"child": (85, 1.12), "adult": (50, 1.0), "old": (15, 0.85)}
-EMOTION_PROSODY = {"happy": (8, 1.2, 150, 0), "sad": (-8, 0.8, 55, 6), "neutral": (0, 1.0, 100, 0)}
+# prosody (espeak-ng -p 0-99, speed factor): age moves the pitch (child high+fast, old low+slow)
+# within each gender's range; emotion moves speed, loudness, word gaps and a little pitch
+# (happy: fast+loud, sad: slow+soft+gaps).
+AGE_PROSODY = {"child": (65, 1.1), "adult": (50, 1.0), "old": (35, 0.87)}
+EMOTION_PROSODY = {"happy": (5, 1.2, 150, 0), "sad": (-5, 0.8, 55, 6), "neutral": (0, 1.0, 100, 0)}
 BASE_SPEED = {"en": 165, "zh": 150}
-
-
-def gender_of(variant: str) -> str:
-    return "female" if variant.startswith("f") else "male"
 
 
 def think_string(lang: str, age: str, gender: str, emotion: str, question: str) -> str:
