@@ -1,5 +1,8 @@
 """Train the mini recipe's byte-level BPE on the corpus text (labels, questions, think strings,
-system prompts and instructions) with the tags as single tokens.
+system prompts and instructions) with the tags as single tokens. Chinese gets one token per
+character (labels stay compositional: one syllable of speech, one token). Each system prompt
+and task instruction is one token too (``--prompt_tokens``): every example starts with ~40-70
+prompt tokens otherwise, which would cost the CPU more than the speech and the answer.
 
     python recipes/mini/local/train_tokenizer.py --data_dir recipes/mini/data --out_dir DIR \
         [--vocab_size 1024]
@@ -44,6 +47,13 @@ def corpus_texts(data_dir: Path) -> list[str]:
     return [t for t in texts if t]
 
 
+def prompt_strings() -> list[str]:
+    """The system prompts and task instructions: fixed strings that start every example."""
+    with open(ROOT / "conf/prompts/understanding.yaml", encoding="utf-8") as f:
+        instructions = [s for items in yaml.safe_load(f).values() for s in items]
+    return list(P.SYSTEM_PROMPTS.values()) + sorted(set(instructions))
+
+
 def special_tags() -> list[str]:
     answer = [f"<{e}>" for e in render.ANSWER_EMOTIONS]
     return [P.THINK_OPEN, P.THINK_CLOSE, P.UNKNOWN_TAG, *V.TAGS, *answer, "<OTHER>"]
@@ -54,8 +64,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data_dir", required=True)
     p.add_argument("--out_dir", required=True)
     p.add_argument("--vocab_size", type=int, default=1024)
+    p.add_argument("--prompt_tokens", choices=["true", "false"], default="true",
+                   help="one token per system prompt and per instruction (short sequences)")
     a = p.parse_args(argv)
-    tok = train_bpe_tokenizer(corpus_texts(Path(a.data_dir)), a.vocab_size, a.out_dir, special_tags())
+    extra = special_tags() + (prompt_strings() if a.prompt_tokens == "true" else [])
+    tok = train_bpe_tokenizer(corpus_texts(Path(a.data_dir)), a.vocab_size, a.out_dir, extra,
+                              split_cjk=True)
     size = (len(tok) + 63) // 64 * 64
     Path(a.out_dir, "vocab_size").write_text(f"{size}\n")
     print(size)
