@@ -3,7 +3,8 @@
 # corpus (espeak-ng). Stages:
 #   0 data        espeak-ng corpus (en + Mandarin), raw lists per family, ASR shards, gender combine
 #   1 tokenizer   small BPE on the corpus text; k-means log-mel speech codec; speech codes; lists
-#   2 stage 1     understanding: ASR + gender/age/emotion tags + text chat
+#   2 stage 1     encoder pre-training (CTC + attribute heads: the mini "pretrained Whisper"),
+#                 then understanding: ASR + gender/age/emotion tags + text chat
 #   3 stage 2     generation: TTS + speech-to-speech replies (+ replay), init from stage 1
 #   4 stage 3     empathy: think chat (CoT) + empathetic S2S (+ replay), init from stage 2
 #   5 eval        decode + score every task; WAVs through the mini codec; results.md/json;
@@ -35,15 +36,17 @@ torch_threads=1             # per process: 2 shared cores run faster with 1 thre
 eval_max_speech=0           # S2S / TTS test utterances decoded to speech (0 = all)
 eval_tasks=asr,gender,age,emotion,chat,think,t2t,s2s,s2sthink,tts
 untrained_tasks=asr,gender,age,emotion
+enc_steps=""                # CTC encoder pre-training steps (empty: quick / full default)
+steps1a=""                  # stage-1 ASR warm-up steps
 steps1=""                   # training steps per stage (empty: the stage YAML / quick defaults)
 steps2=""
 steps3=""
 . tools/parse_options.sh
 
 if [ "$quick" = true ]; then
-  mode=quick; corpus_opts=(--quick); eval_max_speech=10; untrained_tasks=asr,gender; : "${steps1:=100}" "${steps2:=40}" "${steps3:=40}"
+  mode=quick; corpus_opts=(--quick); eval_max_speech=10; untrained_tasks=asr,gender; : "${enc_steps:=60}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=40}" "${steps3:=40}"
 else
-  mode=full; corpus_opts=(); eval_max_speech=40; : "${steps1:=800}" "${steps2:=200}" "${steps3:=150}"
+  mode=full; corpus_opts=(); eval_max_speech=40; : "${enc_steps:=500}" "${steps1a:=300}" "${steps1:=500}" "${steps2:=200}" "${steps3:=150}"
 fi
 data=$(mkdir -p "$data_root/$mode" && cd "$data_root/$mode" && pwd)
 exp=$(mkdir -p "$exp_root/$mode" && cd "$exp_root/$mode" && pwd)
@@ -83,7 +86,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && done_or_run "$data/.stage1.d
     "$data/test/t2s.nocodes.jsonl:$data/test/tasks/tts.jsonl"
   mkdir -p "$lists"
   $python $local/write_data_yamls.py --data_dir "$data" --out_dir "$lists"
-  for s in 1 2 3; do
+  for s in 1_asr 1 2 3; do
     $python common_utils/expand_data_lists.py "$lists/stage$s.yaml" "$lists/stage$s" --seed 777
   done
   cat "$data"/dev/{asr,s2t,chat,think,s2s,s2sthink,t2t}.jsonl > "$lists/cv.list"
@@ -93,12 +96,13 @@ fi
 vocab_size=$(cat "$tok/vocab_size" 2>/dev/null || echo 0)
 common_overrides=(text.tokenizer="$tok" model.llm.vocab_size="$vocab_size" text.think_style="$think_style")
 
-# train_stage N CONF STEPS INIT_CKPT: one training stage -> $exp/stageN/final.pt
+# train_stage NAME CONF STEPS INIT_CKPT: one training run on the lists $lists/NAME.FAMILY.list
+# -> $exp/NAME/final.pt
 train_stage() {
-  local n=$1 conf=$2 steps=$3 init=$4 dir=$exp/stage$1
-  local fams=() f
+  local name=$1 conf=$2 steps=$3 init=$4 dir=$exp/$1 f
+  local fams=()
   for f in s2t t2s s2s t2t; do
-    [ -s "$lists/stage$n.$f.list" ] && fams+=(--train_data_$f "$lists/stage$n.$f.list")
+    [ -s "$lists/$name.$f.list" ] && fams+=(--train_data_$f "$lists/$name.$f.list")
   done
   $python -m osum_echat.bin.train --config "$conf" "${fams[@]}" --cv_data "$lists/cv.list" \
     --model_dir "$dir" ${init:+--checkpoint "$init"} --device "$device" --train_engine "$train_engine" \
@@ -108,16 +112,31 @@ train_stage() {
 }
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.done"; then
-  log "stage 2: training stage 1 (understanding), $steps1 steps"
-  train_stage 1 $conf_dir/stage1_understanding.yaml "$steps1" ""
+  # The release starts stage 1 from pretrained Whisper + Qwen; here both are random, so the
+  # encoder is pre-trained first (CTC + attribute heads), then the adapter and the LLM learn
+  # to read it on ASR alone (a task mixture from the start learns the tags, never the words;
+  # recipes/mini/README.md has the experiments), then the full stage-1 mixture.
+  if [ ! -f "$exp/encoder_init.pt" ]; then
+    log "stage 2: encoder pre-training (CTC + gender/age/emotion heads), $enc_steps steps"
+    $python $local/pretrain_encoder.py --config $conf_dir/stage1_understanding.yaml \
+      --utts "$data/train/utts.jsonl" --dev "$data/dev/utts.jsonl" --out "$exp/encoder_init.pt.tmp" \
+      --steps "$enc_steps" --threads "$nj" "${common_overrides[@]}"
+    mv "$exp/encoder_init.pt.tmp" "$exp/encoder_init.pt"
+  fi
+  if [ ! -f "$exp/stage1_asr/.done" ]; then
+    log "stage 2: training stage 1, ASR warm-up (shards + gender combine), $steps1a steps, from the pre-trained encoder"
+    train_stage stage1_asr $conf_dir/stage1_understanding.yaml "$steps1a" "$exp/encoder_init.pt"
+  fi
+  log "stage 2: training stage 1 (understanding), $steps1 steps, from the ASR warm-up"
+  train_stage stage1 $conf_dir/stage1_understanding.yaml "$steps1" "$exp/stage1_asr/final.pt"
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && done_or_run "$exp/stage2/.done"; then
   log "stage 3: training stage 2 (generation), $steps2 steps, from stage 1"
-  train_stage 2 $conf_dir/stage2_generation.yaml "$steps2" "$exp/stage1/final.pt"
+  train_stage stage2 $conf_dir/stage2_generation.yaml "$steps2" "$exp/stage1/final.pt"
 fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && done_or_run "$exp/stage3/.done"; then
   log "stage 4: training stage 3 (empathy), $steps3 steps, from stage 2"
-  train_stage 3 $conf_dir/stage3_empathy.yaml "$steps3" "$exp/stage2/final.pt"
+  train_stage stage3 $conf_dir/stage3_empathy.yaml "$steps3" "$exp/stage2/final.pt"
 fi
 
 # evaluate NAME CHECKPOINT TASKS [overrides...]: one decode of the test tasks -> $exp/eval/NAME

@@ -4,8 +4,9 @@ writes the results table (markdown + JSON). Exits 1 when the model is not better
     python recipes/mini/local/check_learning.py --exp EXP [--mode quick|full] [--out EXP/results.md]
 
 Learning checks (exit 1 if one fails): (1) the stage-1 validation loss at its end is below 0.6 x
-the first training loss (the loss of the randomly initialised model, ~ln(vocab)); (2) the mean
-of the gender / age / emotion accuracies is above the untrained model's by at least 0.1.
+the first training loss of stage 1 (its ASR warm-up: the loss of the random LLM, ~ln(vocab));
+(2) the ASR CER is below the untrained model's; (3) the mean of the gender / age / emotion
+accuracies is above the untrained model's by at least 0.1.
 The issue's quality targets (ASR CER <= 15 %, gender >= 95 %, S2T reply >= 80 %) are reported
 as met / not met in the table but do not fail the run.
 """
@@ -72,8 +73,11 @@ def main() -> None:
         if key in tr:
             lines.append(f"| {key.split('_')[0]}: utterances with speech codes (WAVs in eval/trained/wav) "
                          f"| {tr[key]['with_codes']} / {tr[key]['n']} | - |")
-    first, cv = losses(exp / "stage1")
-    lines.append(f"| stage-1 loss: first step → final CV | {first if first is None else round(first, 3)} → "
+    # stage 1 is two runs (ASR warm-up, then the mixture): its first loss is the warm-up's
+    first = losses(exp / "stage1_asr")[0]
+    first_mix, cv = losses(exp / "stage1")
+    first = first if first is not None else first_mix
+    lines.append(f"| stage-1 loss: first step (warm-up) → final CV | {first if first is None else round(first, 3)} → "
                  f"{cv if cv is None else round(cv, 3)} | - |")
     for n in (2, 3):
         f2, c2 = losses(exp / f"stage{n}")
@@ -82,6 +86,9 @@ def main() -> None:
     failures = []
     if first is None or cv is None or not cv < 0.6 * first:
         failures.append(f"stage-1 CV loss {cv} not below 0.6 x the first loss {first}")
+    t_cer, u_cer = tr.get("asr_cer", {}).get("cer"), un.get("asr_cer", {}).get("cer")
+    if t_cer is None or (u_cer is not None and not t_cer < u_cer):
+        failures.append(f"ASR CER {t_cer} not below the untrained model's {u_cer}")
     groups = ("gender_tag", "age_tag", "emotion_tag")
     t_acc = [tr[g]["accuracy"] for g in groups if g in tr]
     u_acc = [un[g]["accuracy"] for g in groups if g in un and g in tr]
