@@ -44,9 +44,11 @@ steps3=""
 . tools/parse_options.sh
 
 if [ "$quick" = true ]; then
-  mode=quick; corpus_opts=(--quick); eval_max_speech=10; untrained_tasks=asr,gender; : "${enc_steps:=60}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=40}" "${steps3:=40}"
+  mode=quick; corpus_opts=(--quick); eval_max_speech=10; untrained_tasks=asr,gender; : "${enc_steps:=60}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
+  stage1_opts=(train.warmup_steps=10)  # the stage-1 YAML warms up over 60 steps
 else
   mode=full; corpus_opts=(); eval_max_speech=40; : "${enc_steps:=500}" "${steps1a:=300}" "${steps1:=500}" "${steps2:=200}" "${steps3:=150}"
+  stage1_opts=()
 fi
 data=$(mkdir -p "$data_root/$mode" && cd "$data_root/$mode" && pwd)
 exp=$(mkdir -p "$exp_root/$mode" && cd "$exp_root/$mode" && pwd)
@@ -96,17 +98,18 @@ fi
 vocab_size=$(cat "$tok/vocab_size" 2>/dev/null || echo 0)
 common_overrides=(text.tokenizer="$tok" model.llm.vocab_size="$vocab_size" text.think_style="$think_style")
 
-# train_stage NAME CONF STEPS INIT_CKPT: one training run on the lists $lists/NAME.FAMILY.list
-# -> $exp/NAME/final.pt
+# train_stage NAME CONF STEPS INIT_CKPT [OVERRIDE...]: one training run on the lists
+# $lists/NAME.FAMILY.list -> $exp/NAME/final.pt
 train_stage() {
   local name=$1 conf=$2 steps=$3 init=$4 dir=$exp/$1 f
+  shift 4
   local fams=()
   for f in s2t t2s s2s t2t; do
     [ -s "$lists/$name.$f.list" ] && fams+=(--train_data_$f "$lists/$name.$f.list")
   done
   $python -m osum_echat.bin.train --config "$conf" "${fams[@]}" --cv_data "$lists/cv.list" \
     --model_dir "$dir" ${init:+--checkpoint "$init"} --device "$device" --train_engine "$train_engine" \
-    "${common_overrides[@]}" train.max_steps="$steps" data.num_workers=1
+    "${common_overrides[@]}" "$@" train.max_steps="$steps" data.num_workers=1
   ln -sf "$(cat "$dir/latest").pt" "$dir/final.pt"
   touch "$dir/.done"
 }
@@ -125,10 +128,12 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
   fi
   if [ ! -f "$exp/stage1_asr/.done" ]; then
     log "stage 2: training stage 1, ASR warm-up (shards + gender combine), $steps1a steps, from the pre-trained encoder"
-    train_stage stage1_asr $conf_dir/stage1_understanding.yaml "$steps1a" "$exp/encoder_init.pt"
+    train_stage stage1_asr $conf_dir/stage1_understanding.yaml "$steps1a" "$exp/encoder_init.pt" \
+      ${stage1_opts[@]+"${stage1_opts[@]}"}
   fi
   log "stage 2: training stage 1 (understanding), $steps1 steps, from the ASR warm-up"
-  train_stage stage1 $conf_dir/stage1_understanding.yaml "$steps1" "$exp/stage1_asr/final.pt"
+  train_stage stage1 $conf_dir/stage1_understanding.yaml "$steps1" "$exp/stage1_asr/final.pt" \
+    ${stage1_opts[@]+"${stage1_opts[@]}"}
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && done_or_run "$exp/stage2/.done"; then
   log "stage 3: training stage 2 (generation), $steps2 steps, from stage 1"
