@@ -4,7 +4,7 @@
 #   0 data        espeak-ng corpus (en + Mandarin), raw lists per family, ASR shards, gender combine
 #   1 tokenizer   small BPE on the corpus text; k-means log-mel speech codec; speech codes; lists
 #   2 stage 1     encoder pre-training (CTC + attribute heads: the mini "pretrained Whisper"),
-#                 then understanding: ASR + gender/age/emotion tags + text chat
+#                 an ASR warm-up, then understanding: ASR + gender/age/emotion tags + text chat
 #   3 stage 2     generation: TTS + speech-to-speech replies (+ replay), init from stage 1
 #   4 stage 3     empathy: think chat (CoT) + empathetic S2S (+ replay), init from stage 2
 #   5 eval        decode + score every task; WAVs through the mini codec; results.md/json;
