@@ -1,7 +1,7 @@
 """Pre-train the mini model's speech encoder with CTC and save a full initial checkpoint.
 
     python recipes/mini/local/pretrain_encoder.py --config CONF --utts data/train/utts.jsonl \
-        --dev data/dev/utts.jsonl --out exp/encoder_ctc.pt [--steps 600] [overrides...]
+        --dev data/dev/utts.jsonl --out exp/encoder_init.pt [--steps 600] [overrides...]
 
 The release starts stage 1 from a pretrained Whisper encoder and a pretrained Qwen LLM; the mini
 recipe has no download, so it makes its own "pretrained Whisper": the library's encoder
@@ -37,6 +37,7 @@ from osum_echat.audio.io import load_16k  # noqa: E402
 from osum_echat.config import load_config  # noqa: E402
 from osum_echat.eval.wer import align  # noqa: E402
 from osum_echat.model.build import build_model  # noqa: E402
+from osum_echat.model.encoder import lengths_to_mask  # noqa: E402
 from osum_echat.model.checkpoint import save_checkpoint  # noqa: E402
 
 
@@ -49,12 +50,16 @@ def read_utts(path: str, n_mels: int, alphabet: dict[str, int] | None):
     when one is given."""
     out = []
     with open(path, encoding="utf-8") as f:
-        for line in f:
+        for n, line in enumerate(f, 1):
             u = json.loads(line)
             chars = list(u["spoken"])
             if alphabet is not None:
                 for c in chars:
                     alphabet.setdefault(c, len(alphabet) + 1)  # 0 = blank
+            bad = {k: u.get(k) for k, vals in ATTRIBUTES.items() if u.get(k) not in vals}
+            if bad:
+                raise ValueError(f"{path}:{n} ({u.get('key')}): unknown attribute values {bad}; "
+                                 f"expected {ATTRIBUTES}")
             attrs = [vals.index(u[name]) for name, vals in ATTRIBUTES.items()]
             out.append((log_mel_spectrogram(load_16k(u["wav"]), n_mels), chars, attrs))
     return out
@@ -77,15 +82,17 @@ def batches(data: list, max_frames: int, rng: random.Random):
     return out
 
 
-def collate(data: list, idx: list[int], alphabet: dict[str, int]):
+def collate(data: list, idx: list[int]):
+    """Padded features (B, T, n_mels), lengths (B,), attribute ids (B, 3)."""
     feats = [data[i][0] for i in idx]
-    lens = torch.tensor([f.shape[0] for f in feats])
-    x = torch.zeros(len(idx), int(lens.max()), feats[0].shape[1])
-    for j, f in enumerate(feats):
-        x[j, : f.shape[0]] = f
-    tgt = [torch.tensor([alphabet.get(c, 0) for c in data[i][1]]) for i in idx]
-    attrs = torch.tensor([data[i][2] for i in idx])
-    return x, lens, torch.cat(tgt), torch.tensor([len(t) for t in tgt]), attrs
+    x = nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    return x, torch.tensor([f.shape[0] for f in feats]), torch.tensor([data[i][2] for i in idx])
+
+
+def ctc_targets(data: list, idx: list[int], alphabet: dict[str, int]):
+    """Concatenated CTC targets and their lengths (training utterances: every symbol known)."""
+    tgt = [torch.tensor([alphabet[c] for c in data[i][1]]) for i in idx]
+    return torch.cat(tgt), torch.tensor([len(t) for t in tgt])
 
 
 class Heads(nn.Module):
@@ -97,7 +104,7 @@ class Heads(nn.Module):
         self.attrs = nn.ModuleList(nn.Linear(dim, len(v)) for v in ATTRIBUTES.values())
 
     def forward(self, h: torch.Tensor, lengths: torch.Tensor):
-        mask = (torch.arange(h.shape[1])[None, :] < lengths[:, None]).to(h.dtype)
+        mask = lengths_to_mask(lengths, h.shape[1]).to(h.dtype)
         pooled = (h * mask[..., None]).sum(1) / lengths[:, None].to(h.dtype)
         return self.ctc(h), [head(pooled) for head in self.attrs]
 
@@ -111,7 +118,7 @@ def evaluate(encoder: nn.Module, heads: Heads, data: list, alphabet: dict[str, i
     with torch.no_grad():
         for start in range(0, len(data), 32):
             idx = list(range(start, min(start + 32, len(data))))
-            x, lens, _, _, attrs = collate(data, idx, alphabet)
+            x, lens, attrs = collate(data, idx)
             h, hl = encoder(x, lens)
             logits, attr_logits = heads(h, hl)
             best = logits.argmax(-1)
@@ -165,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     step, t0, run = 0, time.time(), 0.0
     while step < a.steps:
         for idx in batches(train, a.max_frames, rng):
-            x, lens, tgt, tlens, attrs = collate(train, idx, alphabet)
+            x, lens, attrs = collate(train, idx)
+            tgt, tlens = ctc_targets(train, idx, alphabet)
             h, hl = encoder(x, lens)
             logits, attr_logits = heads(h, hl)
             loss = ctc(logits.log_softmax(-1).transpose(0, 1), tgt, hl, tlens)  # (T, B, V)
