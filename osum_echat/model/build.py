@@ -74,6 +74,7 @@ def build_model(cfg: ModelConfig, apply_trainable: bool = True) -> OsumEChat:
         llm=llm,
         speech_token_num=cfg.speech_token_num,
         loss_chunk_size=cfg.loss_chunk_size,
+        loss_norm=cfg.loss_norm,
     )
     if cfg.lora.enable:
         apply_lora(model, cfg.lora)

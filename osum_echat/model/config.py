@@ -90,6 +90,7 @@ class LoraConfig:
 
 
 TRAINABLE_PARTS = ("encoder", "adapter", "llm", "lora", "speech")
+LOSS_NORMS = ("token", "sample")
 
 
 @dataclass
@@ -105,8 +106,14 @@ class ModelConfig:
     trainable: list[str] = field(default_factory=lambda: ["encoder", "adapter", "llm", "speech"])
     # Rows of the joint cross-entropy computed at once (bounds logits memory).
     loss_chunk_size: int = 1024
+    # How the batch loss averages the supervised tokens: "token" (every token weighs the same,
+    # as upstream) or "sample" (each example's mean token loss, averaged over examples, so a
+    # one-token tag answer weighs as much as a long transcript).
+    loss_norm: str = "token"
 
     def validate(self) -> None:
+        if self.loss_norm not in LOSS_NORMS:
+            raise ValueError(f"loss_norm: {self.loss_norm!r}; choose from {list(LOSS_NORMS)}")
         bad = [p for p in self.trainable if p not in TRAINABLE_PARTS]
         if bad:
             raise ValueError(f"trainable: unknown part(s) {bad}; choose from {list(TRAINABLE_PARTS)}")

@@ -33,7 +33,7 @@ class _JointCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h, w_text, w_speech, b_speech, targets, chunk, grads):  # type: ignore[override]
+    def forward(ctx, h, w_text, w_speech, b_speech, targets, weights, chunk, grads):  # type: ignore[override]
         v_text = w_text.shape[0]
         m = h.shape[0]
         need_h, need_wt, need_ws, need_b = (grads and h.requires_grad, grads and w_text.requires_grad,
@@ -70,6 +70,10 @@ class _JointCrossEntropy(torch.autograd.Function):
                 ps.mul_(inv)
                 pt[rows[is_text], t[is_text]] -= 1.0  # ... minus the one-hot target
                 ps[rows[~is_text], t[~is_text] - v_text] -= 1.0
+                if weights is not None:  # d(sum w_i l_i) = w_i * (softmax - onehot)
+                    wc = weights[s:e, None].float()
+                    pt.mul_(wc)
+                    ps.mul_(wc)
                 cdt = hc.dtype
                 pt_c, ps_c = pt.to(cdt), ps.to(cdt)
                 if gh is not None:
@@ -84,7 +88,8 @@ class _JointCrossEntropy(torch.autograd.Function):
         ctx.present = (gh is not None, gwt is not None, gws is not None, gb is not None)
         ctx.dtypes = (h.dtype, w_text.dtype, w_speech.dtype, b_speech.dtype if b_speech is not None else None)
         ctx.mark_non_differentiable(loss, pred)
-        return loss.sum(), loss, pred
+        total = loss.sum() if weights is None else (loss * weights.float()).sum()
+        return total, loss, pred
 
     @staticmethod
     def backward(ctx, grad_sum, _grad_rows, _grad_pred):  # type: ignore[override]
@@ -92,15 +97,16 @@ class _JointCrossEntropy(torch.autograd.Function):
         out = []
         for g, present, dt in zip(saved, ctx.present, ctx.dtypes):
             out.append((g * grad_sum).to(dt) if present else None)
-        return (*out, None, None, None)
+        return (*out, None, None, None, None)
 
 
 def joint_cross_entropy(
     hidden: torch.Tensor, targets: torch.Tensor, w_text: torch.Tensor, w_speech: torch.Tensor,
-    b_speech: torch.Tensor | None = None, chunk_size: int = 512,
+    b_speech: torch.Tensor | None = None, chunk_size: int = 512, weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Summed loss (differentiable scalar), per-row loss (M,) and argmax (M,), both detached,
-    over the joint class space.
+    over the joint class space. With ``weights`` (M,), the scalar is ``sum(weights * loss)``
+    (the per-row losses stay unweighted).
 
     hidden (M, D): LLM final hidden states at supervised positions; targets (M,) in
     ``[0, V_text + V_speech)``. Gradients are computed in the forward pass (only when autograd
@@ -111,7 +117,10 @@ def joint_cross_entropy(
         return z.sum(), z, targets.new_zeros(0)
     grads = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (hidden, w_text, w_speech, b_speech))
-    return _JointCrossEntropy.apply(hidden, w_text, w_speech, b_speech, targets, max(1, chunk_size), grads)
+    if weights is not None and weights.shape != targets.shape:
+        raise ValueError(f"weights {tuple(weights.shape)} must match targets {tuple(targets.shape)}")
+    return _JointCrossEntropy.apply(hidden, w_text, w_speech, b_speech, targets, weights,
+                                    max(1, chunk_size), grads)
 
 
 def reference_joint_cross_entropy(hidden, targets, w_text, w_speech, b_speech=None) -> torch.Tensor:

@@ -37,6 +37,7 @@ class OsumEChat(nn.Module):
     def __init__(
         self, encoder: nn.Module, down_sample_2: nn.Module, speech_transformer: nn.Module,
         speech_llama_proj: nn.Linear, llm: nn.Module, speech_token_num: int, loss_chunk_size: int = 512,
+        loss_norm: str = "token",
     ):
         super().__init__()
         self.encoder = encoder
@@ -51,6 +52,9 @@ class OsumEChat(nn.Module):
         self.speech_head = nn.Linear(hidden, speech_token_num)
         self.speech_ids = SpeechIds.from_speech_token_num(speech_token_num)
         self.loss_chunk_size = loss_chunk_size
+        if loss_norm not in ("token", "sample"):
+            raise ValueError(f"loss_norm must be 'token' or 'sample', got {loss_norm!r}")
+        self.loss_norm = loss_norm
 
     # ------------------------------------------------------------------ parts of the LLM
     @property
@@ -132,28 +136,51 @@ class OsumEChat(nn.Module):
         return out.last_hidden_state
 
     # ------------------------------------------------------------------ training forward
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Joint cross-entropy over text ⊕ speech classes, averaged per supervised token.
+    @staticmethod
+    def _sample_weights(batch: Batch, sel: torch.Tensor) -> torch.Tensor:
+        """Per supervised position: 1 / (its example's supervised tokens x examples with any),
+        so the weighted sum is the mean over examples of each one's mean token loss. Examples
+        are told apart by ``batch.spans`` (several share a row when packed); without spans,
+        one example per row."""
+        owner = torch.full(sel.shape, -1, dtype=torch.long, device=sel.device)
+        if batch.spans:
+            for i, (r, s, e) in enumerate(batch.spans):
+                owner[r, s:e] = i
+        else:
+            owner[:] = torch.arange(sel.shape[0], device=sel.device)[:, None]
+        ids = owner[sel]
+        if bool((ids < 0).any()):
+            raise ValueError("supervised positions outside every example span")
+        counts = torch.bincount(ids)
+        return 1.0 / (counts[ids].float() * int((counts > 0).sum()))
 
-        Returns ``loss`` plus detached metrics ``loss_text``, ``loss_speech``, ``acc_text``,
-        ``acc_speech`` and counts ``num_tokens``, ``num_text``, ``num_speech``.
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Joint cross-entropy over text ⊕ speech classes: the mean over supervised tokens
+        (``loss_norm="token"``) or the mean over examples of each one's mean token loss
+        (``"sample"``).
+
+        Returns ``loss`` (the objective) plus detached metrics ``loss_token`` (always the
+        per-token mean), ``loss_text``, ``loss_speech``, ``acc_text``, ``acc_speech`` and
+        counts ``num_tokens``, ``num_text``, ``num_speech``.
         """
         h = self.hidden_states(batch)
         labels = batch.labels.to(h.device)
         sel = labels != IGNORE_ID
         targets = labels[sel]
+        n = targets.numel()
+        weights = self._sample_weights(batch, sel) if self.loss_norm == "sample" and n else None
         loss_sum, per_tok, pred = joint_cross_entropy(
             h[sel], targets, self.lm_head_weight, self.speech_head.weight, self.speech_head.bias,
-            self.loss_chunk_size,
+            self.loss_chunk_size, weights=weights,
         )
-        n = targets.numel()
-        loss = loss_sum / max(n, 1)
+        loss = loss_sum if weights is not None else loss_sum / max(n, 1)
         if n == 0:  # keep the graph connected so DDP/ZeRO see every parameter
             loss = loss + 0.0 * h.sum()
         with torch.no_grad():
             is_text = targets < self.text_vocab_size
             correct = pred == targets
-            out = {"loss": loss, "num_tokens": torch.tensor(n, device=h.device)}
+            out = {"loss": loss, "loss_token": per_tok.sum() / max(n, 1),
+                   "num_tokens": torch.tensor(n, device=h.device)}
             for name, m in (("text", is_text), ("speech", ~is_text)):
                 k = int(m.sum())
                 out[f"num_{name}"] = torch.tensor(k, device=h.device)

@@ -24,7 +24,7 @@ FIELDS = ("loss_sum", "tokens", "text_loss_sum", "text", "text_correct", "speech
 
 def batch_sums(out: Mapping[str, torch.Tensor], batch: Batch) -> dict[str, float]:
     n, nt, ns = float(out["num_tokens"]), float(out["num_text"]), float(out["num_speech"])
-    return {"loss_sum": float(out["loss"].detach()) * n, "tokens": n,
+    return {"loss_sum": float(out.get("loss_token", out["loss"]).detach()) * n, "tokens": n,
             "text_loss_sum": float(out["loss_text"]) * nt, "text": nt,
             "text_correct": float(out["acc_text"]) * nt,
             "speech_loss_sum": float(out["loss_speech"]) * ns, "speech": ns,

@@ -187,3 +187,41 @@ def test_lora_merge_gives_same_logits(tiny_model_cfg):
         after = model.hidden_states(batch)
     assert torch.allclose(before, after, atol=1e-5)
     assert not any("lora" in k or "base_model" in k for k in model.state_dict())
+
+
+def test_weighted_joint_cross_entropy_matches_reference():
+    torch.manual_seed(1)
+    h = torch.randn(23, 16, requires_grad=True)
+    wt, ws = torch.randn(40, 16, requires_grad=True), torch.randn(9, 16, requires_grad=True)
+    bs = torch.randn(9, requires_grad=True)
+    t, w = torch.randint(0, 49, (23,)), torch.rand(23)
+    total, loss, _ = joint_cross_entropy(h, t, wt, ws, bs, chunk_size=6, weights=w)
+    ref = reference_joint_cross_entropy(h, t, wt, ws, bs)
+    assert torch.allclose(loss, ref, atol=1e-5)  # per-row losses stay unweighted
+    assert torch.allclose(total, (w * ref).sum(), atol=1e-4)
+    for a, b in zip(torch.autograd.grad(total, (h, wt, ws, bs)), torch.autograd.grad((w * ref).sum(), (h, wt, ws, bs))):
+        assert torch.allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="weights"):
+        joint_cross_entropy(h, t, wt, ws, bs, weights=w[:5])
+
+
+def test_sample_loss_norm_is_the_mean_of_example_means(tiny_model_cfg):
+    import dataclasses
+
+    torch.manual_seed(0)
+    token = build_model(tiny_model_cfg).eval()
+    sample = build_model(dataclasses.replace(tiny_model_cfg, loss_norm="sample")).eval()
+    sample.load_state_dict(token.state_dict())
+    long_ex = example(key="a", text=tuple(range(4, 30)), codes=())  # 26 supervised tokens
+    short_ex = example(60, key="b", text=(9,), codes=())  # 1 supervised token
+    with torch.no_grad():
+        each = [token(collate([e], 2048))["loss"].item() for e in (long_ex, short_ex)]
+        assert [token(collate([e], 2048))["num_tokens"].item() for e in (long_ex, short_ex)] == [26, 1]
+        for pack in (None, 256):  # one row per example, then both packed in one row
+            b = collate([long_ex, short_ex], 2048, pack_max_tokens=pack)
+            tok, smp = token(b), sample(b)
+            assert abs(smp["loss"].item() - sum(each) / 2) < 1e-4
+            assert abs(tok["loss"].item() - (26 * each[0] + each[1]) / 27) < 1e-4
+            assert abs(smp["loss_token"].item() - tok["loss"].item()) < 1e-5  # logged metric
+    with pytest.raises(ValueError, match="loss_norm"):
+        dataclasses.replace(tiny_model_cfg, loss_norm="batch").validate()
