@@ -47,7 +47,7 @@ if [ "$quick" = true ]; then
   mode=quick; corpus_opts=(--quick); eval_max_speech=10; untrained_tasks=asr,gender; : "${enc_steps:=60}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
   stage1_opts=(train.warmup_steps=10)  # the stage-1 YAML warms up over 60 steps
 else
-  mode=full; corpus_opts=(); eval_max_speech=40; : "${enc_steps:=500}" "${steps1a:=500}" "${steps1:=700}" "${steps2:=200}" "${steps3:=150}"
+  mode=full; corpus_opts=(); eval_max_speech=40; : "${enc_steps:=500}" "${steps1a:=500}" "${steps1:=700}" "${steps2:=300}" "${steps3:=200}"
   stage1_opts=()
 fi
 data=$(mkdir -p "$data_root/$mode" && cd "$data_root/$mode" && pwd)
