@@ -94,7 +94,7 @@ class Trainer:
             st.last_train = {"loss": stats["all"]["loss"], "loss_text": stats["all"]["loss_text"],
                              "loss_speech": stats["all"]["loss_speech"], "grad_norm": grad_norm}
             self.reporter.step(st.step, stats, self.engine.lrs(), self.group_names(), grad_norm, seconds,
-                               devlib.peak_memory_mb(self.device))
+                               devlib.peak_memory_mb(self.device), base_lr=self.schedule_lr())
             acc, t0 = Accumulator(), time.perf_counter()
             if st.step % cfg.save_interval == 0 or st.step == cfg.max_steps:
                 self.checkpoint()
@@ -105,6 +105,11 @@ class Trainer:
             self.checkpoint()
         self.reporter.close()
         return st
+
+    def schedule_lr(self) -> float:
+        """The schedule's learning rate, before any part's ``train.lr_scale``."""
+        groups = self.engine.optimizer.param_groups
+        return groups[0]["lr"] / groups[0].get("lr_scale", 1.0) if groups else 0.0
 
     def group_names(self) -> list[str]:
         return [g.get("part", str(i)) + ("" if g.get("decay", True) else "_no_decay")

@@ -106,3 +106,16 @@ def test_lora_bf16_activation_checkpointing(tiny_config, tiny_lists, tmp_path):
     fresh = build_model(cfg.model)
     load_checkpoint(fresh, md / "step_2.pt")
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in sd.items())
+
+
+def test_logged_lr_is_the_schedule_rate_not_a_scaled_part(tiny_config, tiny_lists, tmp_path):
+    md = tmp_path / "exp"
+    trainer = _train(tiny_config, {"s2t": tiny_lists["s2t"]}, md, "train.max_steps=2",
+                     "train.lr_scale.adapter=0.1")
+    param_groups = trainer.engine.optimizer.param_groups
+    assert param_groups[0]["part"] == "adapter"  # the first group is the scaled one
+    groups = {g["part"]: g["lr"] for g in param_groups}
+    assert trainer.schedule_lr() == pytest.approx(groups["llm"])
+    assert groups["adapter"] == pytest.approx(0.1 * groups["llm"])
+    last = [json.loads(line) for line in (md / "metrics.jsonl").read_text().splitlines() if '"loss"' in line][-1]
+    assert last["lr"] > 5 * groups["adapter"]  # the logged rate is the schedule's, not the first group's
