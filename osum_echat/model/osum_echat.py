@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from osum_echat.model.batch import AUDIO, IGNORE_ID, SPEECH, TEXT, Batch
+from osum_echat.model.config import LOSS_NORMS
 from osum_echat.model.loss import joint_cross_entropy
 
 
@@ -52,8 +53,8 @@ class OsumEChat(nn.Module):
         self.speech_head = nn.Linear(hidden, speech_token_num)
         self.speech_ids = SpeechIds.from_speech_token_num(speech_token_num)
         self.loss_chunk_size = loss_chunk_size
-        if loss_norm not in ("token", "sample"):
-            raise ValueError(f"loss_norm must be 'token' or 'sample', got {loss_norm!r}")
+        if loss_norm not in LOSS_NORMS:
+            raise ValueError(f"loss_norm: {loss_norm!r}; choose from {list(LOSS_NORMS)}")
         self.loss_norm = loss_norm
 
     # ------------------------------------------------------------------ parts of the LLM
@@ -140,17 +141,14 @@ class OsumEChat(nn.Module):
     def _sample_weights(batch: Batch, sel: torch.Tensor) -> torch.Tensor:
         """Per supervised position: 1 / (its example's supervised tokens x examples with any),
         so the weighted sum is the mean over examples of each one's mean token loss. Examples
-        are told apart by ``batch.spans`` (several share a row when packed); without spans,
-        one example per row."""
+        are told apart by ``batch.spans`` (several share a row when packed)."""
         owner = torch.full(sel.shape, -1, dtype=torch.long, device=sel.device)
-        if batch.spans:
-            for i, (r, s, e) in enumerate(batch.spans):
-                owner[r, s:e] = i
-        else:
-            owner[:] = torch.arange(sel.shape[0], device=sel.device)[:, None]
+        for i, (r, s, e) in enumerate(batch.spans):
+            owner[r, s:e] = i
         ids = owner[sel]
         if bool((ids < 0).any()):
-            raise ValueError("supervised positions outside every example span")
+            raise ValueError("loss_norm=sample needs batch.spans covering every supervised position "
+                             "(batches from model.batch.collate have them)")
         counts = torch.bincount(ids)
         return 1.0 / (counts[ids].float() * int((counts > 0).sum()))
 

@@ -24,7 +24,7 @@ FIELDS = ("loss_sum", "tokens", "text_loss_sum", "text", "text_correct", "speech
 
 def batch_sums(out: Mapping[str, torch.Tensor], batch: Batch) -> dict[str, float]:
     n, nt, ns = float(out["num_tokens"]), float(out["num_text"]), float(out["num_speech"])
-    return {"loss_sum": float(out.get("loss_token", out["loss"]).detach()) * n, "tokens": n,
+    return {"loss_sum": float(out["loss_token"]) * n, "tokens": n,
             "text_loss_sum": float(out["loss_text"]) * nt, "text": nt,
             "text_correct": float(out["acc_text"]) * nt,
             "speech_loss_sum": float(out["loss_speech"]) * ns, "speech": ns,
@@ -102,7 +102,8 @@ class Reporter:
         a = stats["all"]
         rec = {"step": step, "loss": a["loss"], "loss_text": a["loss_text"], "loss_speech": a["loss_speech"],
                "acc_text": a["acc_text"], "acc_speech": a["acc_speech"], "grad_norm": grad_norm,
-               "lr": base_lr if base_lr is not None else (lrs[0] if lrs else 0.0), "seconds": seconds, "tokens": a["tokens"],
+               "lr": base_lr if base_lr is not None else (lrs[0] if lrs else 0.0),
+               "seconds": seconds, "tokens": a["tokens"],
                "samples": a["samples"], "positions": a["positions"], "padding_ratio": a["padding_ratio"],
                "memory_mb": memory_mb,
                "family_loss": {f: v["loss"] for f, v in stats.items() if f != "all"}}

@@ -116,7 +116,7 @@ train_stage() {
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.done"; then
   # The release starts stage 1 from pretrained Whisper + Qwen; here both are random, so the
-  # encoder is pre-trained first (CTC + attribute heads), then the adapter and the LLM learn
+  # encoder is pre-trained first (CTC + attribute heads), then the adapter (slowly, conf/base.yaml) and the LLM learn
   # to read it on ASR alone (a task mixture from the start learns the tags, never the words;
   # recipes/mini/README.md has the experiments), then the full stage-1 mixture.
   if [ ! -f "$exp/encoder_init.pt" ]; then

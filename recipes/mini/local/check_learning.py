@@ -75,8 +75,7 @@ def main() -> None:
                          f"| {tr[key]['with_codes']} / {tr[key]['n']} | - |")
     # stage 1 is two runs (ASR warm-up, then the mixture): its first loss is the warm-up's
     first = losses(exp / "stage1_asr")[0]
-    first_mix, cv = losses(exp / "stage1")
-    first = first if first is not None else first_mix
+    cv = losses(exp / "stage1")[1]
     lines.append(f"| stage-1 loss: first step (warm-up) → final CV | {first if first is None else round(first, 3)} → "
                  f"{cv if cv is None else round(cv, 3)} | - |")
     for n in (2, 3):
