@@ -75,6 +75,13 @@ def build_model_for_training(cfg: ExperimentConfig, checkpoint: str | None, whis
         init_encoder_from_whisper(model, whisper)
     logger.info("model: %.2fM parameters, %.2fM trainable (%s)", count_parameters(model) / 1e6,
                 count_parameters(model, trainable_only=True) / 1e6, ", ".join(cfg.model.trainable))
+    if cfg.train.encoder_cache_mb > 0:
+        model.enable_encoder_cache(cfg.train.encoder_cache_mb)
+        logger.info("encoder cache: up to %.0f MB of frozen-encoder outputs", cfg.train.encoder_cache_mb)
+        aug = cfg.data.augment
+        if aug.spec_aug or aug.spec_sub or aug.speed_perturb:
+            logger.warning("encoder cache with feature augmentation on: augmented features rarely repeat, "
+                           "so most lookups will miss")
     return model
 
 
@@ -145,6 +152,8 @@ def run(argv: list[str] | None = None):
                       rank=info.rank, reporter=reporter, cv_loader_fn=cv_fn, info_fn=info_fn, state=state,
                       pending_rng=pending_rng)
     trainer.run()
+    if model.encoder_cache is not None:
+        logger.info("encoder cache: %s", model.encoder_cache.stats())
     return trainer
 
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from osum_echat.model.batch import AUDIO, IGNORE_ID, SPEECH, TEXT, Batch
 from osum_echat.model.config import LOSS_NORMS
+from osum_echat.model.encoder_cache import EncoderCache, check_cacheable
 from osum_echat.model.loss import joint_cross_entropy
 
 
@@ -56,6 +57,7 @@ class OsumEChat(nn.Module):
         if loss_norm not in LOSS_NORMS:
             raise ValueError(f"loss_norm: {loss_norm!r}; choose from {list(LOSS_NORMS)}")
         self.loss_norm = loss_norm
+        self.encoder_cache: EncoderCache | None = None  # enable_encoder_cache(); not in the state dict
 
     # ------------------------------------------------------------------ parts of the LLM
     @property
@@ -81,6 +83,13 @@ class OsumEChat(nn.Module):
         return self.llama_model.get_input_embeddings().weight.dtype
 
     # ------------------------------------------------------------------ speech input
+    def enable_encoder_cache(self, max_mb: float) -> EncoderCache:
+        """Serve the frozen encoder's outputs from a host-memory cache of ``max_mb`` MB
+        (``osum_echat/model/encoder_cache.py``). Raises if the encoder trains or has dropout."""
+        check_cacheable(self.encoder)
+        self.encoder_cache = EncoderCache(max_mb)
+        return self.encoder_cache
+
     def embed_speech(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-mel (N, T, 80), lengths (N,) -> LLM-width embeddings (N, T3, H) and lengths (N,).
 
@@ -90,8 +99,11 @@ class OsumEChat(nn.Module):
             return torch.is_grad_enabled() and any(p.requires_grad for m in mods for p in m.parameters())
 
         adapter = (self.down_sample_2, self.speech_transformer, self.speech_llama_proj)
-        with torch.set_grad_enabled(grad_for(self.encoder)):
-            x, lengths = self.encoder(feats, lengths)
+        if self.encoder_cache is not None:
+            x, lengths = self.encoder_cache.encode(self.encoder, feats, lengths)
+        else:
+            with torch.set_grad_enabled(grad_for(self.encoder)):
+                x, lengths = self.encoder(feats, lengths)
         with torch.set_grad_enabled(grad_for(*adapter) or x.requires_grad):
             x, lengths = self.down_sample_2(x, lengths)
             x = self.speech_transformer(x, lengths)

@@ -37,6 +37,10 @@ class TrainConfig:
     save_interval: int = 1250  # optimizer steps between checkpoints (+ one at the end)
     keep_last: int = 5  # step checkpoints kept on disk (0 = all)
     cv_max_batches: int = 0  # 0 = the whole CV list at every checkpoint
+    # Host memory (MB) for a cache of the frozen encoder's outputs, keyed by the features'
+    # content (osum_echat/model/encoder_cache.py); 0 = off. Needs a frozen encoder without
+    # dropout; pointless with spec augmentation (every pass differs).
+    encoder_cache_mb: float = 0.0
 
     def validate(self) -> None:
         checks = [
@@ -52,6 +56,7 @@ class TrainConfig:
             (0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio must be in [0, 1]"),
             (self.log_interval >= 1 and self.save_interval >= 1, "log_interval and save_interval must be >= 1"),
             (self.keep_last >= 0, "keep_last must be >= 0"),
+            (self.encoder_cache_mb >= 0, "encoder_cache_mb must be >= 0"),
             (all(k in PARTS for k in self.lr_scale), f"lr_scale keys must be in {PARTS}"),
             (all(v > 0 for v in self.lr_scale.values()), "lr_scale values must be > 0"),
         ]

@@ -119,3 +119,19 @@ def test_logged_lr_is_the_schedule_rate_not_a_scaled_part(tiny_config, tiny_list
     assert groups["adapter"] == pytest.approx(0.1 * groups["llm"])
     last = [json.loads(line) for line in (md / "metrics.jsonl").read_text().splitlines() if '"loss"' in line][-1]
     assert last["lr"] > 5 * groups["adapter"]  # the logged rate is the schedule's, not the first group's
+
+
+def test_encoder_cache_run_matches_an_uncached_run(tiny_config, tiny_lists, tmp_path, caplog):
+    # 8 utterances, batches of 2, 8 steps: two passes, so the second one is served from the cache.
+    caplog.set_level(logging.INFO)
+    common = ("train.max_steps=8", "model.trainable=[adapter,llm]")
+    _train(tiny_config, {"s2t": tiny_lists["s2t"]}, tmp_path / "plain", *common)
+    caplog.clear()
+    trainer = _train(tiny_config, {"s2t": tiny_lists["s2t"]}, tmp_path / "cached", *common,
+                     "train.encoder_cache_mb=8")
+    stats = trainer.engine.model.encoder_cache.stats()
+    assert stats["misses"] == 8 and stats["hits"] == 8 and stats["entries"] == 8
+    assert any("encoder cache: {" in r.getMessage() for r in caplog.records)
+    assert _losses(tmp_path / "cached") == pytest.approx(_losses(tmp_path / "plain"), abs=1e-4)
+    with pytest.raises(ValueError, match="frozen encoder"):   # tiny.yaml trains the encoder
+        _train(tiny_config, {"s2t": tiny_lists["s2t"]}, tmp_path / "bad", "train.encoder_cache_mb=8")

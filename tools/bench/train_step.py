@@ -13,6 +13,8 @@ one row (block-diagonal attention through position-id restarts).
     python tools/bench/train_step.py --batch s2s [--pack] [--steps 10] [--peak_tflops X]
     python tools/bench/train_step.py --all          # every config, each in a fresh process
     python tools/bench/train_step.py --release --batch s2s   # 3B release config, bf16, GPU if any
+    python tools/bench/train_step.py --batch asr --encoder_cache_mb 64 'model.trainable=[adapter,llm,speech]'
+        # frozen encoder served from the cache (train.encoder_cache_mb); compare without the flag
 
 Peak memory: on CPU the kernel's VmHWM (reset just before the step loop), on GPUs the peak
 allocated bytes. MFU = 6 * N_trainable * positions / step time / peak FLOP/s (``--peak_tflops``;
@@ -137,6 +139,8 @@ def run_one(args: argparse.Namespace) -> dict:
     tok, tok_name = tokenizer()
     batch = make_batch(args.batch, args.pack, tok, cfg.model.llm.vocab_size)
     model = build_model(cfg.model).train()
+    if args.encoder_cache_mb:
+        model.enable_encoder_cache(args.encoder_cache_mb)  # the warm-up steps fill it
     n_params, n_train = count_parameters(model), count_parameters(model, trainable_only=True)
     tcfg = TrainConfig(dtype=dtype, accum_grad=1, grad_clip=5.0, lr=1e-6, warmup_steps=2000)
     engine = TorchEngine(model, tcfg, device, distributed=False)
@@ -165,6 +169,7 @@ def run_one(args: argparse.Namespace) -> dict:
     peak_tflops = args.peak_tflops
     mfu = 6 * n_train * positions / med / (peak_tflops * 1e12) if peak_tflops else None
     res = {"bench": "train_step", "batch": args.batch, "pack": args.pack, "release": args.release,
+           "trainable_parts": list(cfg.model.trainable), "encoder_cache_mb": args.encoder_cache_mb,
            "device": str(device), "dtype": dtype, "tokenizer": tok_name, "threads": torch.get_num_threads(),
            "params": n_params, "trainable": n_train, "rows": int(batch.kinds.shape[0]),
            "L": int(batch.kinds.shape[1]), "positions": positions, "samples": batch.num_examples,
@@ -195,17 +200,23 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--peak_tflops", type=float, default=None, help="device peak, for MFU")
-    p.add_argument("--all", action="store_true", help="s2s/asr x pack off/on, each in a fresh process")
+    p.add_argument("--encoder_cache_mb", type=float, default=0.0,
+                   help="serve a frozen encoder from the output cache (needs model.trainable without encoder)")
+    p.add_argument("--all", action="store_true",
+                   help="s2s/asr x pack off/on, then asr with a frozen encoder without/with the cache; "
+                        "each in a fresh process")
     p.add_argument("override", nargs="*", help="dotted config overrides")
     args = p.parse_args()
     if args.all:
-        for batch in ("s2s", "asr"):
-            for pack in (False, True):
-                cmd = [sys.executable, __file__, "--batch", batch, "--steps", str(args.steps),
-                       "--warmup", str(args.warmup)] + (["--pack"] if pack else [])
-                if args.peak_tflops:
-                    cmd += ["--peak_tflops", str(args.peak_tflops)]
-                subprocess.run(cmd, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        frozen = ["model.trainable=[adapter,llm,speech]"]
+        runs = [[batch] + (["--pack"] if pack else []) for batch in ("s2s", "asr") for pack in (False, True)]
+        runs += [["asr"] + frozen, ["asr", "--encoder_cache_mb", "64"] + frozen]
+        for batch, *extra in runs:
+            cmd = [sys.executable, __file__, "--batch", batch, "--steps", str(args.steps),
+                   "--warmup", str(args.warmup)] + extra
+            if args.peak_tflops:
+                cmd += ["--peak_tflops", str(args.peak_tflops)]
+            subprocess.run(cmd, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
         return
     print(json.dumps(run_one(args)), flush=True)
 
