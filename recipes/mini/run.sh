@@ -35,7 +35,7 @@ decode_batch=16
 torch_threads=2             # per process (the loader worker mostly waits on I/O; measured 90 vs 50 samples/s)
 eval_max_speech=0           # S2S / TTS test utterances decoded to speech (0 = all)
 eval_tasks=asr,gender,age,emotion,chat,think,t2t,s2s,s2sthink,tts
-untrained_tasks=asr,gender,age,emotion
+untrained_tasks=asr,gender         # the untrained baseline (it scores 0 % on every tag task)
 enc_steps=""                # CTC encoder pre-training steps (empty: quick / full default)
 steps1a=""                  # stage-1 ASR warm-up steps
 steps1=""                   # training steps per stage (empty: the stage YAML / quick defaults)
@@ -47,7 +47,7 @@ if [ "$quick" = true ]; then
   mode=quick; corpus_opts=(--quick); eval_max_speech=10; untrained_tasks=asr,gender; : "${enc_steps:=60}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
   stage1_opts=(train.warmup_steps=10)  # the stage-1 YAML warms up over 60 steps
 else
-  mode=full; corpus_opts=(); eval_max_speech=40; : "${enc_steps:=500}" "${steps1a:=500}" "${steps1:=700}" "${steps2:=300}" "${steps3:=200}"
+  mode=full; corpus_opts=(); eval_max_speech=40; : "${enc_steps:=500}" "${steps1a:=550}" "${steps1:=850}" "${steps2:=300}" "${steps3:=200}"
   stage1_opts=()
 fi
 data=$(mkdir -p "$data_root/$mode" && cd "$data_root/$mode" && pwd)

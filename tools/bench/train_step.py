@@ -14,7 +14,7 @@ one row (block-diagonal attention through position-id restarts).
     python tools/bench/train_step.py --all          # every config, each in a fresh process
     python tools/bench/train_step.py --release --batch s2s   # 3B release config, bf16, GPU if any
     python tools/bench/train_step.py --batch asr --encoder_cache_mb 64 'model.trainable=[adapter,llm,speech]'
-        # frozen encoder served from the cache (train.encoder_cache_mb); compare without the flag
+        # frozen encoder served from the cache (train.encoder_cache_mb; docs/benchmarks.md)
 
 Peak memory: on CPU the kernel's VmHWM (reset just before the step loop), on GPUs the peak
 allocated bytes. MFU = 6 * N_trainable * positions / step time / peak FLOP/s (``--peak_tflops``;
@@ -203,14 +203,11 @@ def main() -> None:
     p.add_argument("--encoder_cache_mb", type=float, default=0.0,
                    help="serve a frozen encoder from the output cache (needs model.trainable without encoder)")
     p.add_argument("--all", action="store_true",
-                   help="s2s/asr x pack off/on, then asr with a frozen encoder without/with the cache; "
-                        "each in a fresh process")
+                   help="s2s/asr x pack off/on, each in a fresh process")
     p.add_argument("override", nargs="*", help="dotted config overrides")
     args = p.parse_args()
     if args.all:
-        frozen = ["model.trainable=[adapter,llm,speech]"]
         runs = [[batch] + (["--pack"] if pack else []) for batch in ("s2s", "asr") for pack in (False, True)]
-        runs += [["asr"] + frozen, ["asr", "--encoder_cache_mb", "64"] + frozen]
         for batch, *extra in runs:
             cmd = [sys.executable, __file__, "--batch", batch, "--steps", str(args.steps),
                    "--warmup", str(args.warmup)] + extra
