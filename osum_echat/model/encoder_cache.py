@@ -15,13 +15,10 @@ dropout, and :meth:`EncoderCache.encode` refuses a trainable encoder again at ev
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections import OrderedDict
 
 import torch
 from torch import nn
-
-logger = logging.getLogger(__name__)
 
 
 def check_cacheable(encoder: nn.Module) -> None:
@@ -67,7 +64,7 @@ class EncoderCache:
 
     def _put(self, key: bytes, value: torch.Tensor) -> None:
         size = value.numel() * value.element_size()
-        if size > self.max_bytes:
+        if size > self.max_bytes or key in self._entries:
             return
         while self.bytes + size > self.max_bytes:
             _, old = self._entries.popitem(last=False)
@@ -93,7 +90,9 @@ class EncoderCache:
             if hit is not None:
                 self._entries.move_to_end(k)
             rows.append(hit)
-        missing = [i for i in range(n) if rows[i] is None]
+        first_of: dict[bytes, int] = {}  # a row repeated within the batch is encoded once
+        missing = [first_of.setdefault(keys[i], i) for i in range(n) if rows[i] is None]
+        missing = sorted(set(missing))
         self.hits += n - len(missing)
         self.misses += len(missing)
         if missing:
@@ -106,6 +105,7 @@ class EncoderCache:
                 value = x[j, :int(out_lengths[j])].detach().to("cpu", copy=True)
                 rows[i] = value
                 self._put(keys[i], value)
+            rows = [r if r is not None else rows[first_of[k]] for r, k in zip(rows, keys)]
         device = feats.device
         out_lengths = torch.tensor([r.shape[0] for r in rows], dtype=lengths.dtype, device=lengths.device)
         first = rows[0]

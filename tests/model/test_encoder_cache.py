@@ -68,6 +68,13 @@ def test_cached_frames_equal_the_encoder_and_only_new_rows_are_encoded(tiny_mode
     cache.encode(model.encoder, feats, lens)
     assert rows == [1]
 
+    # The same new utterance twice in one batch: encoded once, stored once.
+    twice = torch.randn(1, 120, 80).expand(2, 120, 80).contiguous()
+    before = cache.bytes
+    z, z_lens = cache.encode(model.encoder, twice, torch.tensor([120, 120]))
+    assert rows == [1, 1] and len(cache) == 5 and torch.equal(z[0], z[1])
+    assert cache.bytes - before == 60 * 64 * 4  # one entry of 60 frames x 64 floats
+
 
 def test_model_loss_and_adapter_gradients_unchanged_with_the_cache(tiny_model_cfg):
     model = _frozen_model(tiny_model_cfg)
