@@ -56,7 +56,7 @@ class EncoderCache:
     @staticmethod
     def key(row: torch.Tensor) -> bytes:
         """Hash of one utterance's valid frames (T, F): values, shape and dtype."""
-        row = row.detach().to("cpu").contiguous()
+        row = row.detach().cpu().contiguous()
         h = hashlib.blake2b(digest_size=16)
         h.update(f"{tuple(row.shape)}{row.dtype}".encode())
         h.update(row.view(torch.uint8).numpy().tobytes() if row.numel() else b"")
@@ -91,8 +91,10 @@ class EncoderCache:
                 self._entries.move_to_end(k)
             rows.append(hit)
         first_of: dict[bytes, int] = {}  # a row repeated within the batch is encoded once
-        missing = [first_of.setdefault(keys[i], i) for i in range(n) if rows[i] is None]
-        missing = sorted(set(missing))
+        for i, k in enumerate(keys):
+            if rows[i] is None and k not in first_of:
+                first_of[k] = i
+        missing = list(first_of.values())
         self.hits += n - len(missing)
         self.misses += len(missing)
         if missing:
@@ -106,13 +108,8 @@ class EncoderCache:
                 rows[i] = value
                 self._put(keys[i], value)
             rows = [r if r is not None else rows[first_of[k]] for r, k in zip(rows, keys)]
-        device = feats.device
         out_lengths = torch.tensor([r.shape[0] for r in rows], dtype=lengths.dtype, device=lengths.device)
-        first = rows[0]
-        out = torch.zeros(n, int(out_lengths.max()), first.shape[-1], dtype=first.dtype, device=device)
-        for i, r in enumerate(rows):
-            out[i, :r.shape[0]] = r.to(device)
-        return out, out_lengths
+        return nn.utils.rnn.pad_sequence(rows, batch_first=True).to(feats.device), out_lengths
 
     def stats(self) -> dict[str, float]:
         total = self.hits + self.misses

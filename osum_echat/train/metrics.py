@@ -94,16 +94,15 @@ class Reporter:
             self.jsonl = open(model_dir / "metrics.jsonl", "a", encoding="utf-8")
 
     def step(self, step: int, stats: dict[str, dict[str, float]], lrs: list[float], parts: list[str],
-             grad_norm: float, seconds: float, memory_mb: float, base_lr: float | None = None) -> None:
-        """``base_lr``: the schedule's rate, logged as ``lr`` (parts scaled by ``train.lr_scale``
-        get their own ``train/lr_<part>`` scalars); without it, the first group's rate."""
+             grad_norm: float, seconds: float, memory_mb: float, base_lr: float) -> None:
+        """``base_lr``: the schedule's rate, logged as ``lr`` (``lrs`` per group go to the
+        ``train/lr_<part>`` scalars, where ``train.lr_scale`` shows)."""
         if not self.is_main:
             return
         a = stats["all"]
         rec = {"step": step, "loss": a["loss"], "loss_text": a["loss_text"], "loss_speech": a["loss_speech"],
                "acc_text": a["acc_text"], "acc_speech": a["acc_speech"], "grad_norm": grad_norm,
-               "lr": base_lr if base_lr is not None else (lrs[0] if lrs else 0.0),
-               "seconds": seconds, "tokens": a["tokens"],
+               "lr": base_lr, "seconds": seconds, "tokens": a["tokens"],
                "samples": a["samples"], "positions": a["positions"], "padding_ratio": a["padding_ratio"],
                "memory_mb": memory_mb,
                "family_loss": {f: v["loss"] for f, v in stats.items() if f != "all"}}

@@ -94,7 +94,7 @@ class Trainer:
             st.last_train = {"loss": stats["all"]["loss"], "loss_text": stats["all"]["loss_text"],
                              "loss_speech": stats["all"]["loss_speech"], "grad_norm": grad_norm}
             self.reporter.step(st.step, stats, self.engine.lrs(), self.group_names(), grad_norm, seconds,
-                               devlib.peak_memory_mb(self.device), base_lr=self.schedule_lr())
+                               devlib.peak_memory_mb(self.device), self.schedule_lr())
             acc, t0 = Accumulator(), time.perf_counter()
             if st.step % cfg.save_interval == 0 or st.step == cfg.max_steps:
                 self.checkpoint()

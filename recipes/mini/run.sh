@@ -44,7 +44,7 @@ steps3=""
 . tools/parse_options.sh
 
 if [ "$quick" = true ]; then
-  mode=quick; corpus_opts=(--quick); eval_max_speech=10; untrained_tasks=asr,gender; : "${enc_steps:=60}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
+  mode=quick; corpus_opts=(--quick); eval_max_speech=10; : "${enc_steps:=60}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
   stage1_opts=(train.warmup_steps=10)  # the stage-1 YAML warms up over 60 steps
 else
   mode=full; corpus_opts=(); eval_max_speech=40; : "${enc_steps:=500}" "${steps1a:=550}" "${steps1:=850}" "${steps2:=300}" "${steps3:=200}"
@@ -116,8 +116,8 @@ train_stage() {
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.done"; then
   # The release starts stage 1 from pretrained Whisper + Qwen; here both are random, so the
-  # encoder is pre-trained first (CTC + attribute heads), then the adapter (slowly, conf/base.yaml) and the LLM learn
-  # to read it on ASR alone (a task mixture from the start learns the tags, never the words;
+  # encoder is pre-trained first (CTC + attribute heads), then the adapter (slowly,
+  # conf/base.yaml) and the LLM learn to read it on ASR alone (a task mixture from the start learns the tags, never the words;
   # recipes/mini/README.md has the experiments), then the full stage-1 mixture.
   if [ ! -f "$exp/encoder_init.pt" ]; then
     log "stage 2: encoder pre-training (CTC + gender/age/emotion heads), $enc_steps steps"

@@ -202,18 +202,17 @@ def main() -> None:
     p.add_argument("--peak_tflops", type=float, default=None, help="device peak, for MFU")
     p.add_argument("--encoder_cache_mb", type=float, default=0.0,
                    help="serve a frozen encoder from the output cache (needs model.trainable without encoder)")
-    p.add_argument("--all", action="store_true",
-                   help="s2s/asr x pack off/on, each in a fresh process")
+    p.add_argument("--all", action="store_true", help="s2s/asr x pack off/on, each in a fresh process")
     p.add_argument("override", nargs="*", help="dotted config overrides")
     args = p.parse_args()
     if args.all:
-        runs = [[batch] + (["--pack"] if pack else []) for batch in ("s2s", "asr") for pack in (False, True)]
-        for batch, *extra in runs:
-            cmd = [sys.executable, __file__, "--batch", batch, "--steps", str(args.steps),
-                   "--warmup", str(args.warmup)] + extra
-            if args.peak_tflops:
-                cmd += ["--peak_tflops", str(args.peak_tflops)]
-            subprocess.run(cmd, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        for batch in ("s2s", "asr"):
+            for pack in (False, True):
+                cmd = [sys.executable, __file__, "--batch", batch, "--steps", str(args.steps),
+                       "--warmup", str(args.warmup)] + (["--pack"] if pack else [])
+                if args.peak_tflops:
+                    cmd += ["--peak_tflops", str(args.peak_tflops)]
+                subprocess.run(cmd, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
         return
     print(json.dumps(run_one(args)), flush=True)
 
