@@ -33,6 +33,14 @@ class SpeechIds:
         return cls(boundary=n - 1, input_bos=n, input_eos=n + 1)
 
 
+def param_dtype(module: nn.Module) -> torch.dtype | None:
+    """Dtype of ``module``'s first floating-point parameter (None if it has none)."""
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
 class OsumEChat(nn.Module):
     """Composition of built parts; ``forward(batch) -> dict`` with the joint loss and metrics."""
 
@@ -93,17 +101,26 @@ class OsumEChat(nn.Module):
     def embed_speech(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-mel (N, T, 80), lengths (N,) -> LLM-width embeddings (N, T3, H) and lengths (N,).
 
-        Parts with no trainable parameter run without autograd.
+        Parts with no trainable parameter run without autograd. Features arrive in float32
+        (``audio/features.py``) and are cast to the encoder's parameter dtype here, and the
+        encoder output to the adapter's, so a model cast to bf16/fp16 (inference) runs without
+        autocast; with fp32 weights under autocast (training) nothing is cast.
         """
         def grad_for(*mods: nn.Module) -> bool:
             return torch.is_grad_enabled() and any(p.requires_grad for m in mods for p in m.parameters())
 
         adapter = (self.down_sample_2, self.speech_transformer, self.speech_llama_proj)
+        enc_dtype = param_dtype(self.encoder)
+        if enc_dtype is not None and feats.is_floating_point():
+            feats = feats.to(enc_dtype)
         if self.encoder_cache is not None:
             x, lengths = self.encoder_cache.encode(self.encoder, feats, lengths)
         else:
             with torch.set_grad_enabled(grad_for(self.encoder)):
                 x, lengths = self.encoder(feats, lengths)
+        ad_dtype = param_dtype(self.down_sample_2)
+        if ad_dtype is not None:
+            x = x.to(ad_dtype)
         with torch.set_grad_enabled(grad_for(*adapter) or x.requires_grad):
             x, lengths = self.down_sample_2(x, lengths)
             x = self.speech_transformer(x, lengths)
