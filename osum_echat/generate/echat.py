@@ -105,6 +105,9 @@ class EChat:
         self.cfg = cfg
         self.model = model.eval()
         self.tok = tokenizer
+        if cfg.data.speech_token_num != model.speech_token_num:
+            raise ValueError(f"data.speech_token_num={cfg.data.speech_token_num} but the model has "
+                             f"{model.speech_token_num} speech classes; set data.speech_token_num")
         self.renderer = build_renderer(cfg.data, tokenizer, cfg.text.think_style, model.text_vocab_size)
         self.decoder = Decoder(model, tokenizer, cfg.generate)
         self.token2wav = token2wav

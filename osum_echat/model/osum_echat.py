@@ -73,6 +73,13 @@ class OsumEChat(nn.Module):
         return self.lm_head_weight.shape[0]
 
     @property
+    def speech_token_num(self) -> int:
+        """Speech classes of ``speech_head`` (codes + the boundary, 4097 for the release); also
+        the id of the input-speech start marker, i.e. the ``speech_token_num`` that
+        :func:`osum_echat.model.batch.collate` takes."""
+        return self.speech_head.out_features
+
+    @property
     def lm_head_weight(self) -> torch.Tensor:
         return self.llama_model.get_output_embeddings().weight
 
@@ -181,14 +188,18 @@ class OsumEChat(nn.Module):
         counts = torch.bincount(ids)
         return 1.0 / (counts[ids].float() * int((counts > 0).sum()))
 
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch, per_token: bool = False) -> dict[str, torch.Tensor]:
         """Joint cross-entropy over text ⊕ speech classes: the mean over supervised tokens
         (``loss_norm="token"``) or the mean over examples of each one's mean token loss
         (``"sample"``).
 
         Returns ``loss`` (the objective) plus detached metrics ``loss_token`` (always the
         per-token mean), ``loss_text``, ``loss_speech``, ``acc_text``, ``acc_speech`` and
-        counts ``num_tokens``, ``num_text``, ``num_speech``.
+        counts ``num_tokens``, ``num_text``, ``num_speech``. With ``per_token``, also
+        ``per_token_loss`` (B, L) float32 aligned with ``batch.labels``: the cross-entropy of
+        the label at each supervised position, 0 where the label is ``IGNORE_ID``. It comes
+        from the same chunked computation (no full logits) and is differentiable when autograd
+        is on (e.g. sequence log-likelihoods for a preference objective).
         """
         h = self.hidden_states(batch)
         labels = batch.labels.to(h.device)
@@ -198,7 +209,7 @@ class OsumEChat(nn.Module):
         weights = self._sample_weights(batch, sel) if self.loss_norm == "sample" and n else None
         loss_sum, per_tok, pred = joint_cross_entropy(
             h[sel], targets, self.lm_head_weight, self.speech_head.weight, self.speech_head.bias,
-            self.loss_chunk_size, weights=weights,
+            self.loss_chunk_size, weights=weights, row_grads=per_token,
         )
         loss = loss_sum if weights is not None else loss_sum / max(n, 1)
         if n == 0:  # keep the graph connected so DDP/ZeRO see every parameter
@@ -206,11 +217,14 @@ class OsumEChat(nn.Module):
         with torch.no_grad():
             is_text = targets < self.text_vocab_size
             correct = pred == targets
-            out = {"loss": loss, "loss_token": per_tok.sum() / max(n, 1),
+            out = {"loss": loss, "loss_token": per_tok.detach().sum() / max(n, 1),
                    "num_tokens": torch.tensor(n, device=h.device)}
             for name, m in (("text", is_text), ("speech", ~is_text)):
                 k = int(m.sum())
                 out[f"num_{name}"] = torch.tensor(k, device=h.device)
                 out[f"loss_{name}"] = per_tok[m].sum().detach() / max(k, 1)
                 out[f"acc_{name}"] = correct[m].float().sum() / max(k, 1)
+        if per_token:
+            zeros = torch.zeros(labels.shape, dtype=torch.float32, device=h.device)
+            out["per_token_loss"] = zeros.masked_scatter(sel, per_tok)
         return out
