@@ -91,7 +91,8 @@ class _JointCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h, w_text, w_speech, b_speech, targets, weights, chunk, grads, row_grads):  # type: ignore[override]
+    def forward(ctx, h, w_text, w_speech, b_speech, targets, weights, chunk,  # type: ignore[override]
+                grads, row_grads):
         v_text = w_text.shape[0]
         m = h.shape[0]
         needs = (grads and h.requires_grad, grads and w_text.requires_grad, grads and w_speech.requires_grad,

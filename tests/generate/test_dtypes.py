@@ -32,12 +32,13 @@ def half_unsupported(dtype: torch.dtype, device: torch.device) -> str | None:
 
 
 DTYPES = [pytest.param("bf16", id="bf16"), pytest.param("fp16", id="fp16")]
+DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)]
 
 
-def _skip_unsupported(dtype: str) -> None:
+def _skip_unsupported(dtype: str, device: str = "cpu") -> None:
     from osum_echat.device import parse_dtype
 
-    reason = half_unsupported(parse_dtype(dtype), torch.device("cpu"))
+    reason = half_unsupported(parse_dtype(dtype), torch.device(device))
     if reason:
         pytest.skip(reason)
 
@@ -59,10 +60,10 @@ def assets(tmp_path_factory, tiny_tokenizer):
     return d
 
 
-def _bot(d: Path, tokenizer, dtype: str):
+def _bot(d: Path, tokenizer, dtype: str, device: str = "cpu"):
     from osum_echat.generate.echat import EChat
 
-    return EChat.from_pretrained(str(d / "model.pt"), str(TINY), tokenizer, "cpu", dtype,
+    return EChat.from_pretrained(str(d / "model.pt"), str(TINY), tokenizer, device, dtype,
                                  overrides=["generate.max_new_tokens=8"])
 
 
@@ -80,12 +81,14 @@ def _end_text_early(bot):
     return proc
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_every_task_through_echat(assets, tiny_tokenizer, dtype):
-    _skip_unsupported(dtype)
+def test_every_task_through_echat(assets, tiny_tokenizer, dtype, device):
+    _skip_unsupported(dtype, device)
     from osum_echat.device import parse_dtype
 
-    bot = _bot(assets, tiny_tokenizer, dtype)
+    bot = _bot(assets, tiny_tokenizer, dtype, device)
+    assert bot.model.lm_head_weight.device.type == device
     assert all(p.dtype == parse_dtype(dtype) for p in bot.model.parameters())
     proc = _end_text_early(bot)
     wav = str(assets / "q.wav")
