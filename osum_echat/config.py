@@ -45,6 +45,12 @@ class ExperimentConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     generate: GenerateConfig = dataclasses.field(default_factory=GenerateConfig)
 
+    def validate(self) -> None:
+        # the data pipeline writes the input-speech markers and boundary the model embeds
+        if self.model.speech_token_num != self.data.speech_token_num:
+            raise ValueError(f"model.speech_token_num={self.model.speech_token_num} but "
+                             f"data.speech_token_num={self.data.speech_token_num}; set both to the same value")
+
 
 # ----------------------------------------------------------------------------------------
 # dict -> dataclass with checking

@@ -55,3 +55,30 @@ def log_mel_spectrogram(wav: torch.Tensor, n_mels: int = 80) -> torch.Tensor:
     log_spec = torch.clamp(mel, min=1e-10).log10()
     log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0).T.contiguous()
+
+
+def features_from_wav(wav, n_mels: int = 80, sample_rate: int = SAMPLE_RATE,
+                      start: float | None = None, end: float | None = None) -> torch.Tensor:
+    """Any speech input -> log-mel features (T, n_mels) float32 on the CPU, as the model takes them.
+
+    ``wav`` is a file path (any format ``audio/io.py`` reads), encoded bytes, or a mono
+    waveform (tensor or numpy array of shape (N,), (1, N) or (N, 1)) at ``sample_rate`` Hz
+    (default 16 kHz). Files and waveforms at another rate are resampled to 16 kHz; ``start``
+    / ``end`` (seconds) read a segment of a file. Raises ``AudioError`` (a ``ValueError``) for
+    unreadable audio and ``ValueError`` for multichannel waveforms or clips under 10 ms.
+    """
+    from pathlib import Path
+
+    from osum_echat.audio.io import load_audio, resample
+
+    if isinstance(wav, (str, Path, bytes, bytearray)):
+        wav, sample_rate = load_audio(wav, start, end)
+    elif start is not None or end is not None:
+        raise ValueError("start/end apply to files; slice a waveform yourself")
+    x = wav if isinstance(wav, torch.Tensor) else torch.as_tensor(wav)
+    if x.dim() == 2 and 1 in x.shape:
+        x = x.reshape(-1)
+    if x.dim() != 1:
+        raise ValueError(f"expected a mono waveform (N,), got shape {tuple(x.shape)}; average the channels first")
+    x = resample(x.detach().float().cpu(), int(sample_rate), SAMPLE_RATE)
+    return log_mel_spectrogram(x, n_mels)

@@ -86,7 +86,7 @@ class Decoder:
         self.cfg = cfg or GenerateConfig()
         self.ids = SpecialIds.from_tokenizer(tokenizer, model.text_vocab_size)
         self.boundary = model.speech_ids.boundary
-        self.speech_token_num = model.speech_ids.input_bos
+        self.speech_token_num = model.speech_token_num
         self.age = AgeForcing.from_tokenizer(tokenizer)
         self.body = model.llm_body()
 

@@ -24,6 +24,7 @@ from typing import Iterator, Optional, Sequence, Union
 
 import torch
 
+from osum_echat.audio.features import features_from_wav
 from osum_echat.data.render import Renderer
 from osum_echat.data.sample import HistoryItem, Sample
 from osum_echat.data.tasks import TaskSpec, canonical_task, get_spec
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "conf" / "model" / "osum_echat_3b.yaml"
 WavLike = Union[str, Path, torch.Tensor]
+features_of = features_from_wav  # the old name of osum_echat.audio.features.features_from_wav
 
 # Short task names of the CLIs -> task tags of the catalogue.
 TASKS = {
@@ -68,20 +70,6 @@ def task_tag(task: str) -> str:
     return TASKS.get(task, canonical_task(task))
 
 
-def features_of(wav: WavLike, n_mels: int = 80) -> torch.Tensor:
-    """Path / 16 kHz mono waveform (N,) -> log-mel (T, n_mels)."""
-    from osum_echat.audio.features import log_mel_spectrogram
-    from osum_echat.audio.io import load_16k
-
-    if isinstance(wav, (str, Path)):
-        wav = load_16k(wav)
-    if not isinstance(wav, torch.Tensor):
-        wav = torch.as_tensor(wav)
-    if wav.dim() == 2 and 1 in wav.shape:
-        wav = wav.reshape(-1)
-    return log_mel_spectrogram(wav.float().cpu(), n_mels)
-
-
 def build_request(sample: Sample, renderer: Renderer, cfg: GenerateConfig, rng: random.Random) -> Request:
     """Sample (task, feats, txt, extra, history) -> a decode :class:`Request`."""
     task = canonical_task(sample.task)
@@ -105,6 +93,9 @@ class EChat:
         self.cfg = cfg
         self.model = model.eval()
         self.tok = tokenizer
+        if cfg.data.speech_token_num != model.speech_token_num:
+            raise ValueError(f"data.speech_token_num={cfg.data.speech_token_num} but the model has "
+                             f"{model.speech_token_num} speech classes; set data.speech_token_num")
         self.renderer = build_renderer(cfg.data, tokenizer, cfg.text.think_style, model.text_vocab_size)
         self.decoder = Decoder(model, tokenizer, cfg.generate)
         self.token2wav = token2wav
@@ -151,9 +142,9 @@ class EChat:
             extra["instruction"] = instruction
         if spec.family == "t2t":
             extra["question"] = text or ""
-        feats = features_of(wav, self.renderer.num_mel_bins) if spec.speech_in else None
         if spec.speech_in and wav is None:
             raise ValueError(f"task {tag} needs speech input (wav)")
+        feats = features_from_wav(wav, self.renderer.num_mel_bins) if spec.speech_in else None
         if (spec.text_input or spec.family == "t2t") and not (text or "").strip():
             raise ValueError(f"task {tag} needs a text input")
         return Sample(key=key, task=tag, txt=text or "", extra=extra, feats=feats, history=list(history))

@@ -33,6 +33,14 @@ class SpeechIds:
         return cls(boundary=n - 1, input_bos=n, input_eos=n + 1)
 
 
+def param_dtype(module: nn.Module) -> torch.dtype | None:
+    """Dtype of ``module``'s first floating-point parameter (None if it has none)."""
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
 class OsumEChat(nn.Module):
     """Composition of built parts; ``forward(batch) -> dict`` with the joint loss and metrics."""
 
@@ -65,6 +73,13 @@ class OsumEChat(nn.Module):
         return self.lm_head_weight.shape[0]
 
     @property
+    def speech_token_num(self) -> int:
+        """Speech classes of ``speech_head`` (codes + the boundary, 4097 for the release); also
+        the id of the input-speech start marker, i.e. the ``speech_token_num`` that
+        :func:`osum_echat.model.batch.collate` takes."""
+        return self.speech_head.out_features
+
+    @property
     def lm_head_weight(self) -> torch.Tensor:
         return self.llama_model.get_output_embeddings().weight
 
@@ -93,17 +108,26 @@ class OsumEChat(nn.Module):
     def embed_speech(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-mel (N, T, 80), lengths (N,) -> LLM-width embeddings (N, T3, H) and lengths (N,).
 
-        Parts with no trainable parameter run without autograd.
+        Parts with no trainable parameter run without autograd. Features arrive in float32
+        (``audio/features.py``) and are cast to the encoder's parameter dtype here, and the
+        encoder output to the adapter's, so a model cast to bf16/fp16 (inference) runs without
+        autocast; with fp32 weights under autocast (training) nothing is cast.
         """
         def grad_for(*mods: nn.Module) -> bool:
             return torch.is_grad_enabled() and any(p.requires_grad for m in mods for p in m.parameters())
 
         adapter = (self.down_sample_2, self.speech_transformer, self.speech_llama_proj)
+        enc_dtype = param_dtype(self.encoder)
+        if enc_dtype is not None and feats.is_floating_point():
+            feats = feats.to(enc_dtype)
         if self.encoder_cache is not None:
             x, lengths = self.encoder_cache.encode(self.encoder, feats, lengths)
         else:
             with torch.set_grad_enabled(grad_for(self.encoder)):
                 x, lengths = self.encoder(feats, lengths)
+        ad_dtype = param_dtype(self.down_sample_2)
+        if ad_dtype is not None:
+            x = x.to(ad_dtype)
         with torch.set_grad_enabled(grad_for(*adapter) or x.requires_grad):
             x, lengths = self.down_sample_2(x, lengths)
             x = self.speech_transformer(x, lengths)
@@ -164,14 +188,18 @@ class OsumEChat(nn.Module):
         counts = torch.bincount(ids)
         return 1.0 / (counts[ids].float() * int((counts > 0).sum()))
 
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch, per_token: bool = False) -> dict[str, torch.Tensor]:
         """Joint cross-entropy over text ⊕ speech classes: the mean over supervised tokens
         (``loss_norm="token"``) or the mean over examples of each one's mean token loss
         (``"sample"``).
 
         Returns ``loss`` (the objective) plus detached metrics ``loss_token`` (always the
         per-token mean), ``loss_text``, ``loss_speech``, ``acc_text``, ``acc_speech`` and
-        counts ``num_tokens``, ``num_text``, ``num_speech``.
+        counts ``num_tokens``, ``num_text``, ``num_speech``. With ``per_token``, also
+        ``per_token_loss`` (B, L) float32 aligned with ``batch.labels``: the cross-entropy of
+        the label at each supervised position, 0 where the label is ``IGNORE_ID``. It comes
+        from the same chunked computation (no full logits) and is differentiable when autograd
+        is on (e.g. sequence log-likelihoods for a preference objective).
         """
         h = self.hidden_states(batch)
         labels = batch.labels.to(h.device)
@@ -181,7 +209,7 @@ class OsumEChat(nn.Module):
         weights = self._sample_weights(batch, sel) if self.loss_norm == "sample" and n else None
         loss_sum, per_tok, pred = joint_cross_entropy(
             h[sel], targets, self.lm_head_weight, self.speech_head.weight, self.speech_head.bias,
-            self.loss_chunk_size, weights=weights,
+            self.loss_chunk_size, weights=weights, row_grads=per_token,
         )
         loss = loss_sum if weights is not None else loss_sum / max(n, 1)
         if n == 0:  # keep the graph connected so DDP/ZeRO see every parameter
@@ -189,11 +217,14 @@ class OsumEChat(nn.Module):
         with torch.no_grad():
             is_text = targets < self.text_vocab_size
             correct = pred == targets
-            out = {"loss": loss, "loss_token": per_tok.sum() / max(n, 1),
+            out = {"loss": loss, "loss_token": per_tok.detach().sum() / max(n, 1),
                    "num_tokens": torch.tensor(n, device=h.device)}
             for name, m in (("text", is_text), ("speech", ~is_text)):
                 k = int(m.sum())
                 out[f"num_{name}"] = torch.tensor(k, device=h.device)
                 out[f"loss_{name}"] = per_tok[m].sum().detach() / max(k, 1)
                 out[f"acc_{name}"] = correct[m].float().sum() / max(k, 1)
+        if per_token:
+            zeros = torch.zeros(labels.shape, dtype=torch.float32, device=h.device)
+            out["per_token_loss"] = zeros.masked_scatter(sel, per_tok)
         return out

@@ -1,6 +1,6 @@
 """Build tokenizers without a model hub: a small byte-level BPE trained on a corpus (tests, the
 mini recipe), and the real Qwen2 BPE from the ``qwen.tiktoken`` ranks that ship in the PyPI
-package ``dashscope==2.0.2`` (tests that need real Qwen ids)."""
+package ``dashscope==2.0.2`` with Qwen2.5's added tokens (tests that need real Qwen ids)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,21 @@ from typing import Iterable
 from osum_echat.text import prompts
 
 SPECIALS = [prompts.ENDOFTEXT, prompts.IM_START, prompts.IM_END]
+# Qwen2.5's added tokens after the 151,643 BPE ranks, in id order (151643-151664), with the
+# ``special`` flag of its tokenizer_config.json: the last eight (tool call, fill-in-the-middle,
+# repository markers) are plain added tokens, matched whole but not special.
+QWEN25_ADDED_TOKENS: list[tuple[str, bool]] = [
+    *((s, True) for s in SPECIALS),
+    *((f"<|{name}|>", True) for name in (
+        "object_ref_start", "object_ref_end", "box_start", "box_end", "quad_start", "quad_end",
+        "vision_start", "vision_end", "vision_pad", "image_pad", "video_pad")),
+    ("<tool_call>", False), ("</tool_call>", False),
+    *((f"<|{name}|>", False) for name in (
+        "fim_prefix", "fim_middle", "fim_suffix", "fim_pad", "repo_name", "file_sep")),
+]
+# Upstream OSUM-EChat adds this pad token after them (id 151665); our batches never embed
+# padding, so it is optional (``build_qwen_tokenizer(upstream_pad=True)``).
+UPSTREAM_PAD = "[PAD]"
 # The pre-tokenisation pattern of Qwen2's BPE.
 QWEN_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -24,11 +39,12 @@ CHATML_TEMPLATE = (
 )
 
 
-def _wrap(tk, out_dir: str | Path | None):
+def _wrap(tk, out_dir: str | Path | None, pad_token: str = prompts.ENDOFTEXT, extra_special: list[str] = ()):
     from transformers import PreTrainedTokenizerFast
 
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=tk, eos_token=prompts.IM_END, pad_token=prompts.ENDOFTEXT
+        tokenizer_object=tk, eos_token=prompts.IM_END, pad_token=pad_token,
+        **({"extra_special_tokens": list(extra_special)} if extra_special else {}),
     )
     tok.chat_template = CHATML_TEMPLATE
     tok.padding_side = "right"
@@ -82,11 +98,15 @@ def find_qwen_tiktoken() -> Path | None:
     return path if path.is_file() else None
 
 
-def build_qwen_tokenizer(tiktoken_file: str | Path | None = None, out_dir: str | Path | None = None):
-    """The Qwen2 BPE (151,643 ranks, then the three ChatML specials).
+def build_qwen_tokenizer(tiktoken_file: str | Path | None = None, out_dir: str | Path | None = None,
+                         upstream_pad: bool = False):
+    """The Qwen2.5 tokenizer: the Qwen2 BPE (151,643 ranks) and Qwen2.5's 22 added tokens.
 
-    Regular ids equal those of Qwen2.5's tokenizer. Raises FileNotFoundError when no
-    ``qwen.tiktoken`` is available (install ``dashscope==2.0.2 --no-deps``).
+    Every id, ``len(tokenizer)`` (151,665) and the ``special`` flags equal those of
+    Qwen2.5's own tokenizer (:data:`QWEN25_ADDED_TOKENS`); pad is ``<|endoftext|>`` and eos
+    ``<|im_end|>`` as there. ``upstream_pad`` also adds upstream OSUM-EChat's ``[PAD]`` (id
+    151,665) as the pad token. Raises FileNotFoundError when no ``qwen.tiktoken`` is available
+    (install ``dashscope==2.0.2 --no-deps``).
     """
     from tokenizers import AddedToken
     from transformers.convert_slow_tokenizer import TikTokenConverter
@@ -95,6 +115,10 @@ def build_qwen_tokenizer(tiktoken_file: str | Path | None = None, out_dir: str |
     if path is None or not path.is_file():
         raise FileNotFoundError("qwen.tiktoken not found; pip install --no-deps dashscope==2.0.2")
     tk = TikTokenConverter(vocab_file=str(path), pattern=QWEN_PATTERN).converted()
-    # Added before wrapping so the ids follow this order rather than eos/pad order.
-    tk.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in SPECIALS])
-    return _wrap(tk, out_dir)
+    # Added one by one before wrapping, so the ids follow this order (not eos/pad order).
+    for content, special in QWEN25_ADDED_TOKENS + ([(UPSTREAM_PAD, True)] if upstream_pad else []):
+        token = AddedToken(content, special=special, normalized=False)
+        (tk.add_special_tokens if special else tk.add_tokens)([token])
+    # as in Qwen2.5's config: every special added token but <|endoftext|> (the pad) is listed
+    extra = [c for c, special in QWEN25_ADDED_TOKENS if special and c != prompts.ENDOFTEXT]
+    return _wrap(tk, out_dir, UPSTREAM_PAD if upstream_pad else prompts.ENDOFTEXT, extra)

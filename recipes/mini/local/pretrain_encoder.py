@@ -32,8 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from osum_echat.audio.features import log_mel_spectrogram  # noqa: E402
-from osum_echat.audio.io import load_16k  # noqa: E402
+from osum_echat.audio.features import features_from_wav  # noqa: E402
 from osum_echat.config import load_config  # noqa: E402
 from osum_echat.eval.wer import align  # noqa: E402
 from osum_echat.model.build import build_model  # noqa: E402
@@ -61,7 +60,7 @@ def read_utts(path: str, n_mels: int, alphabet: dict[str, int] | None):
                 raise ValueError(f"{path}:{n} ({u.get('key')}): unknown attribute values {bad}; "
                                  f"expected {ATTRIBUTES}")
             attrs = [vals.index(u[name]) for name, vals in ATTRIBUTES.items()]
-            out.append((log_mel_spectrogram(load_16k(u["wav"]), n_mels), chars, attrs))
+            out.append((features_from_wav(u["wav"], n_mels), chars, attrs))
     return out
 
 
