@@ -17,6 +17,26 @@ from osum_echat.data.writers import make_combine, make_shards
 KEYS = {f"1023390_bed51684_{i}" for i in range(1, 11)}
 
 
+def test_generated_upstream_layout(upstream_fake):
+    """The fixture writes upstream's layout: the maker's 9 members per key in its order, combine
+    metadata with 'tas_tag' (no 'task'), relative upstream-style paths, a 24 kHz raw wav."""
+    import json
+    import tarfile
+
+    import soundfile as sf
+
+    members = ["txt", "wav", "task", "lang", "speaker", "emotion", "gender", "duration", "extra"]
+    with tarfile.open(upstream_fake / "shard/shards_000000000.tar") as tar:
+        assert tar.getnames() == [f"1023390_bed51684_{i}.{m}" for i in range(1, 11) for m in members]
+    comb = [json.loads(x) for x in (upstream_fake / "combine/shards_000000000.list").read_text("utf-8").splitlines()]
+    assert len(comb) == 10 and all(r["tas_tag"] == "<TRANSCRIBE>" and "task" not in r for r in comb)
+    assert (upstream_fake / "combine/combines_tar_root.txt").read_text().strip() == "common_utils/fake_data/shard"
+    raw = json.loads((upstream_fake / "raw/data.list").read_text("utf-8").splitlines()[0])
+    assert raw["wav"] == "./common_utils/fake_data/raw/wav/random.wav"
+    info = sf.info(str(upstream_fake / "raw/wav/random.wav"))
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (24000, 1, 263040, "PCM_16")
+
+
 def _samples(line, cfg):
     drops = DropCounter()
     return list(iter_unit(line, "0", cfg.path_prefix_map, drops)), drops
