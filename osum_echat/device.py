@@ -3,7 +3,7 @@
 Every other module asks this one for a device, a distributed backend, an autocast context,
 a synchronisation point or a memory figure. ``torch_npu`` is imported only when it is
 importable; it is never a requirement (on machines without Ascend its mere presence breaks
-``import torch``, see shared/reference/environment.md §6).
+``import torch``, see docs/upstream_compat.md, "Environment notes").
 """
 
 from __future__ import annotations

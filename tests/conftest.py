@@ -1,9 +1,10 @@
 """Shared fixtures: tiny tokenizer, the real Qwen2 BPE (when dashscope is installed), tiny model
-config, and the upstream sample data folder (``../shared/reference_data/upstream_fake_data``)."""
+config, and a data set in upstream's on-disk formats (``tests/fixtures/make_upstream_format.py``)."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-UPSTREAM_FAKE = SHARED / "reference_data" / "upstream_fake_data"
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+from make_upstream_format import session_copy  # noqa: E402
 
 TINY_CORPUS = [
     "hello world, how are you today?", "今天天气真好，我们去公园吧。", "transcribe this audio please",
@@ -56,7 +57,7 @@ def tiny_model_cfg():
 
 
 @pytest.fixture(scope="session")
-def upstream_fake():
-    if not UPSTREAM_FAKE.is_dir():
-        pytest.skip(f"upstream sample data not found at {UPSTREAM_FAKE}")
-    return UPSTREAM_FAKE
+def upstream_fake() -> Path:
+    """Upstream-format raw/shard/combine folder, generated once per session (10 utterances of
+    10.96 s, as upstream's sample); its lists use ``./common_utils/fake_data/`` paths."""
+    return session_copy()

@@ -5,7 +5,7 @@ The think style ('language' | 'tag', ``text.think_style``) is a switch of this o
 
 * language: ``<think>{extra.think_str}<think end>{answer}``; a leading emotion tag of chat
   answers is removed (``"<开心>真好"`` -> ``"真好"``);
-* tag: the fixed Chinese template of ``tag_think_final.pt`` (upstream_data.md §4.8) built from
+* tag: the fixed Chinese template of ``tag_think_final.pt`` (docs/upstream_compat.md) built from
   ``extra.q_txt|question, age, gender, q_emotion, caption`` and the answer's leading emotion
   tag (kept; ``<中立>`` when absent or not in the answer-emotion set). Missing attributes become
   the don't-care tag ``<&&>`` with probability ``tag_think_unknown_rate``, else a default.

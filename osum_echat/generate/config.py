@@ -1,6 +1,7 @@
 """Generation configuration (the ``generate:`` section).
 
-Per-task sampling policies default to upstream's settings (upstream_model.md §10.2):
+Per-task sampling policies default to upstream's settings (docs/upstream_compat.md, "Sampling
+defaults"):
 
 ============  ======  =====  =====  ====  ===========  ===============
 policy        greedy  T      top_k  top_p  repetition   max_new_tokens
@@ -34,7 +35,7 @@ class SamplingConfig:
     top_p: float = 1.0  # 1.0 = off
     repetition_penalty: float = 1.0  # HF semantics, over the ids of the current phase
     max_new_tokens: int = 2000  # text + speech ids generated (upstream MaxTokenStopper 2000)
-    age_forcing: bool = False  # tag-think age slot forcing (§10.3); upstream: S2S only
+    age_forcing: bool = False  # tag-think age slot forcing; upstream: S2S only
 
     def validate(self) -> None:
         if self.temperature <= 0 and not self.greedy:
@@ -86,7 +87,8 @@ class S2SSampling(SamplingConfig):
 
 @dataclass
 class NGramBlockConfig:
-    """Speech repetition blocker (upstream's intended, never-activated processor, §10.3).
+    """Speech repetition blocker (upstream's intended, never-activated processor; see
+    docs/upstream_compat.md, "Sampling defaults").
 
     In the speech phase: the last code is banned once it has repeated ``repeat_times`` times in
     a row; any code occurring ``window_repeat`` times in the last ``window`` codes is banned.

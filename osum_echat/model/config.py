@@ -41,8 +41,8 @@ class AdapterConfig:
 
     def validate(self) -> None:
         if self.downsample_rate != 4:
-            # Upstream's other rates are broken (upstream_model.md §5.4); the released
-            # model and every checkpoint use 4.
+            # Upstream's other rates are broken (docs/upstream_compat.md, "Checkpoint
+            # layout"); the released model and every checkpoint use 4.
             raise ValueError("only downsample_rate 4 is supported (the released architecture)")
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model {self.d_model} not divisible by num_heads {self.num_heads}")

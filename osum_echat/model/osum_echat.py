@@ -1,6 +1,7 @@
 """The OSUM-EChat model: speech encoder + adapter + Qwen2 LLM + speech embedding/head.
 
-The module tree reproduces the released checkpoints' key names (upstream_model.md §2):
+The module tree reproduces the released checkpoints' key names (docs/upstream_compat.md,
+"Checkpoint layout"):
 ``encoder.*``, ``ln_speech.*`` (kept for key compatibility, unused), ``down_sample_2.*``,
 ``speech_transformer.*``, ``speech_llama_proj.*``, ``llama_model.*`` (plain HF Qwen2 names),
 ``speech_token_emded.*`` (sic) and ``speech_head.*``. The model never branches on task

@@ -1,7 +1,7 @@
 """System prompts and ChatML pieces: the one home for the conditioning strings.
 
 The system prompt bodies are the *training* strings of the released OSUM-EChat checkpoints
-(shared/reference/upstream_model.md §7) and must stay byte-exact: the weights were trained on
+(docs/upstream_compat.md, "Prompts") and must stay byte-exact: the weights were trained on
 them. Upstream's inference used a corrupted copy for ASR and dropped the user start for S2T
 think; we use the training strings everywhere (training and inference share this module).
 """

@@ -82,7 +82,7 @@ def teardown(exit_code: int = 0) -> None:
     """End a distributed worker cleanly: barrier, destroy the group, flush, hard exit.
 
     ``os._exit`` avoids gloo's worker-thread abort at interpreter teardown
-    (shared/reference/environment.md §5). Without a process group, nothing happens.
+    (docs/upstream_compat.md, "Environment notes"). Without a process group, nothing happens.
     """
     if dist.is_available() and dist.is_initialized():
         try:

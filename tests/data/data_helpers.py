@@ -5,6 +5,7 @@ Imported by path (pytest runs with --import-mode=importlib)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,15 @@ from osum_echat.audio.io import save_wav
 from osum_echat.data.config import DataConfig
 
 REPO = Path(__file__).resolve().parents[2]
-# upstream's sample data, in the shared/ folder beside the checkout
-FAKE = REPO.parent / "shared" / "reference_data" / "upstream_fake_data"
-PREFIX_MAP = {"./common_utils/fake_data/": f"{FAKE}/", "common_utils/fake_data/": f"{FAKE}/"}
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+from make_upstream_format import prefix_map, session_copy  # noqa: E402
+
+
+
+def fake_prefix_map() -> dict[str, str]:
+    """``./common_utils/fake_data/`` (with and without ``./``) -> the generated upstream-format
+    folder (the same folder as the ``upstream_fake`` fixture)."""
+    return prefix_map(session_copy())
 
 CORPUS = [
     "hello world, how are you today?", "今天天气真好，我们去公园吧。", "<think>用户很开心<think end>",
@@ -26,7 +33,7 @@ CORPUS = [
 
 def data_cfg(**kw) -> DataConfig:
     """A test config: fake-data path mapping, no augmentation unless asked."""
-    cfg = DataConfig(path_prefix_map=dict(PREFIX_MAP))
+    cfg = DataConfig(path_prefix_map=fake_prefix_map())
     cfg.augment.spec_aug = False
     cfg.augment.spec_sub = False
     for k, v in kw.items():

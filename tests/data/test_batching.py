@@ -73,16 +73,16 @@ def test_shuffle_and_sort_flush_everything():
         assert chunk == sorted(chunk)
 
 
-def test_pack_end_to_end_fake_data(tiny_tok):
+def test_pack_end_to_end_fake_data(tiny_tok, upstream_fake):
     import os
     import sys
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from data_helpers import FAKE, data_cfg, run_loader
+    from data_helpers import data_cfg, run_loader
 
     cfg = data_cfg(batch__batch_type="pack", batch__pack_max_tokens=4096, batch__max_tokens_in_batch=8192,
                    batch__batch_size=0, filter__max_seq_len=4096)  # tiny BPE: ~1337 positions each
-    batches, ld = run_loader(cfg, {"all": str(FAKE / "raw/data.list")}, tiny_tok)
+    batches, ld = run_loader(cfg, {"all": str(upstream_fake / "raw/data.list")}, tiny_tok)
     assert sum(b.num_examples for b in batches) == 10 and ld.drops.total() == 0
     for b in batches:
         assert b.input_ids.shape[1] <= 4096

@@ -8,7 +8,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch
-from data_helpers import FAKE, data_cfg, make_wav, run_loader, same_batch, write_jsonl
+from data_helpers import data_cfg, make_wav, run_loader, same_batch, write_jsonl
 
 from osum_echat.data.drops import DropCounter
 from osum_echat.data.sources import iter_unit, read_list
@@ -17,14 +17,34 @@ from osum_echat.data.writers import make_combine, make_shards
 KEYS = {f"1023390_bed51684_{i}" for i in range(1, 11)}
 
 
+def test_generated_upstream_layout(upstream_fake):
+    """The fixture writes upstream's layout: the maker's 9 members per key in its order, combine
+    metadata with 'tas_tag' (no 'task'), relative upstream-style paths, a 24 kHz raw wav."""
+    import json
+    import tarfile
+
+    import soundfile as sf
+
+    members = ["txt", "wav", "task", "lang", "speaker", "emotion", "gender", "duration", "extra"]
+    with tarfile.open(upstream_fake / "shard/shards_000000000.tar") as tar:
+        assert tar.getnames() == [f"1023390_bed51684_{i}.{m}" for i in range(1, 11) for m in members]
+    comb = [json.loads(x) for x in (upstream_fake / "combine/shards_000000000.list").read_text("utf-8").splitlines()]
+    assert len(comb) == 10 and all(r["tas_tag"] == "<TRANSCRIBE>" and "task" not in r for r in comb)
+    assert (upstream_fake / "combine/combines_tar_root.txt").read_text().strip() == "common_utils/fake_data/shard"
+    raw = json.loads((upstream_fake / "raw/data.list").read_text("utf-8").splitlines()[0])
+    assert raw["wav"] == "./common_utils/fake_data/raw/wav/random.wav"
+    info = sf.info(str(upstream_fake / "raw/wav/random.wav"))
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (24000, 1, 263040, "PCM_16")
+
+
 def _samples(line, cfg):
     drops = DropCounter()
     return list(iter_unit(line, "0", cfg.path_prefix_map, drops)), drops
 
 
-def test_raw_fake_data(tiny_tok):
+def test_raw_fake_data(tiny_tok, upstream_fake):
     cfg = data_cfg()
-    batches, ld = run_loader(cfg, {"all": str(FAKE / "raw/data.list")}, tiny_tok)
+    batches, ld = run_loader(cfg, {"all": str(upstream_fake / "raw/data.list")}, tiny_tok)
     keys = [k for b in batches for k in b.keys]
     assert set(keys) == KEYS and len(keys) == 10
     assert {t for b in batches for t in b.tasks} == {"<S2TCHAT> <TEXT2TOKEN> <THINK>"}
@@ -33,23 +53,24 @@ def test_raw_fake_data(tiny_tok):
     assert batches[0].feats.shape[1:] == (1096, 80)
 
 
-def test_shard_fake_data(tiny_tok, tmp_path):
+def test_shard_fake_data(tiny_tok, tmp_path, upstream_fake):
     cfg = data_cfg()
-    lst = write_jsonl(tmp_path / "l.txt", [f"-|{FAKE}/shard/shards_000000000.tar"])
+    tar = str(upstream_fake / "shard/shards_000000000.tar")
+    lst = write_jsonl(tmp_path / "l.txt", [f"-|{tar}"])
     batches, ld = run_loader(cfg, {"all": lst}, tiny_tok)
     assert {k for b in batches for k in b.keys} == KEYS
     assert ld.drops.total() == 0
-    assert read_list(str(FAKE / "shard/shards_000000000.tar")) == [str(FAKE / "shard/shards_000000000.tar")]
-    samples, _ = _samples(str(FAKE / "shard/shards_000000000.tar"), cfg)  # a plain tar path too
+    assert read_list(tar) == [tar]
+    samples, _ = _samples(tar, cfg)  # a plain tar path too
     assert len(samples) == 10 and all(s.audio.suffix == "wav" for s in samples)
     assert len(samples[0].extra["speech_token"]) == 421
 
 
-def test_combine_fake_data_tas_tag_alias(tiny_tok):
+def test_combine_fake_data_tas_tag_alias(tiny_tok, upstream_fake):
     cfg = data_cfg()
-    lines = read_list(str(FAKE / "combine/combines_list.txt"), cfg.path_prefix_map)
+    lines = read_list(str(upstream_fake / "combine/combines_list.txt"), cfg.path_prefix_map)
     assert lines[0].endswith("shard/shards_000000000.tar") and "|" in lines[0]
-    batches, ld = run_loader(cfg, {"all": str(FAKE / "combine/combines_list.txt")}, tiny_tok)
+    batches, ld = run_loader(cfg, {"all": str(upstream_fake / "combine/combines_list.txt")}, tiny_tok)
     assert {k for b in batches for k in b.keys} == KEYS
     assert {t for b in batches for t in b.tasks} == {"<TRANSCRIBE>"}  # from 'tas_tag'
     assert ld.drops.total() == 0

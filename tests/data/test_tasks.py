@@ -223,10 +223,11 @@ def test_streaming_interleave(rend):
     assert e.value.reason == "speech_text_ratio"
 
 
-def test_golden_qwen_fake_shard_lengths(qwen_tok):
-    """Lengths upstream's model saw for the fake shard (upstream_baselines.md §3): S2S row =
-    system+user 50, speech 137 + 2 markers, assistant 5, label 47, speech 423 -> 664; ASR label 12."""
-    from data_helpers import FAKE, data_cfg
+def test_golden_qwen_fake_shard_lengths(qwen_tok, upstream_fake):
+    """Lengths upstream's model saw for its sample shard (same texts, 10.96 s, 421 codes; see
+    docs/upstream_compat.md, "Baselines"): S2S row = system+user 50, speech 137 + 2 markers,
+    assistant 5, label 47, speech 423 -> 664; ASR label 12."""
+    from data_helpers import data_cfg
 
     from osum_echat.data.drops import DropCounter
     from osum_echat.data.pipeline import StageContext, sample_stages
@@ -235,7 +236,7 @@ def test_golden_qwen_fake_shard_lengths(qwen_tok):
 
     cfg = data_cfg()
     ctx = StageContext(cfg=cfg, renderer=build_renderer(cfg, qwen_tok), train=False)
-    s = next(iter_unit(f"-|{FAKE}/shard/shards_000000000.tar", "0", {}, DropCounter()))
+    s = next(iter_unit(f"-|{upstream_fake}/shard/shards_000000000.tar", "0", {}, DropCounter()))
     question = s.extra["question"]
     s.task = "<S2TCHAT> <TEXT2TOKEN>"
     ex = next(sample_stages(iter([s]), ctx))

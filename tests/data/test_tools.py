@@ -13,10 +13,9 @@ from pathlib import Path
 
 import yaml
 from data_helpers import (
-    FAKE,
-    PREFIX_MAP,
     REPO,
     data_cfg,
+    fake_prefix_map,
     make_wav,
     run_loader,
     write_jsonl,
@@ -33,12 +32,12 @@ def test_conf_data_yamls_load():
             from_dict(DataConfig, data["data"])
 
 
-def test_inspect_data(tiny_tok, tmp_path, capsys):
+def test_inspect_data(tiny_tok, tmp_path, capsys, upstream_fake):
     from osum_echat.bin.inspect_data import main
 
     tiny_tok.save_pretrained(str(tmp_path / "tok"))
-    args = ["--list", str(FAKE / "raw/data.list"), "-n", "1", "--tokenizer", str(tmp_path / "tok")]
-    for k, v in PREFIX_MAP.items():
+    args = ["--list", str(upstream_fake / "raw/data.list"), "-n", "1", "--tokenizer", str(tmp_path / "tok")]
+    for k, v in fake_prefix_map().items():
         args += ["--path_prefix_map", f"{k}={v}"]
     main(args)
     out = capsys.readouterr().out

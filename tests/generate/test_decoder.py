@@ -281,5 +281,5 @@ def test_session_canonical_layout(gbot, wav, force_im_end):
 
 
 def test_age_forcing_ids_with_real_qwen_vocab(qwen_tokenizer):
-    age = AgeForcing.from_tokenizer(qwen_tokenizer)  # upstream_model.md §6 values
+    age = AgeForcing.from_tokenizer(qwen_tokenizer)  # docs/upstream_compat.md, "Token ids"
     assert age.trigger == (102185, 17714, 31252) and age.allowed == (99119, 1808, 7863)

@@ -5,7 +5,7 @@ from osum_echat.text.normalize import normalize_label, split_leading_tag
 from osum_echat.text.tokenizer import OfflineModelError, SpecialIds, encode, load_tokenizer, resolve_hf_folder
 
 # Token counts of each system block (without the user start) with the Qwen2.5 BPE,
-# from upstream_model.md §7: a check that the strings are byte-exact.
+# as upstream's (docs/upstream_compat.md, "Prompts"): a check that the strings are byte-exact.
 SYSTEM_TOKENS = {"s2s": 47, "s2s_think": 74, "s2t_chat": 42, "s2t_think": 64, "t2t": 35,
                  "understand": 39, "tts": 30, "qwen_default": 21}
 

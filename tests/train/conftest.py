@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_helpers import CORPUS, FAKE, REPO, make_wav, write_jsonl  # noqa: E402
+from train_helpers import CORPUS, REPO, make_wav, write_jsonl  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +42,7 @@ def tiny_lists(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def tiny_config(tmp_path_factory, tok_dir) -> str:
+def tiny_config(tmp_path_factory, tok_dir, upstream_fake) -> str:
     d = tmp_path_factory.mktemp("conf")
     cfg = d / "tiny_train.yaml"
     cfg.write_text(f"""base: {REPO / 'conf/model/tiny.yaml'}
@@ -50,7 +50,7 @@ text: {{tokenizer: {tok_dir}}}
 model: {{llm: {{vocab_size: 512}}}}
 data:
   prompt_files: [{REPO / 'conf/prompts/understanding.yaml'}]
-  path_prefix_map: {{"./common_utils/fake_data/": "{FAKE}/"}}
+  path_prefix_map: {{"./common_utils/fake_data/": "{upstream_fake}/"}}
   augment: {{spec_aug: false, spec_sub: false}}
   batch: {{batch_type: static, batch_size: 2, shuffle_size: 4, sort_size: 2}}
   num_workers: 0

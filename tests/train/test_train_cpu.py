@@ -14,7 +14,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_helpers import FAKE, write_jsonl  # noqa: E402
+from train_helpers import write_jsonl  # noqa: E402
 from osum_echat.bin import train as train_cli  # noqa: E402
 from osum_echat.train import checkpointing as ckpt  # noqa: E402
 
@@ -74,14 +74,13 @@ def test_tiny_training_all_families(tiny_config, tiny_lists, tmp_path, caplog):
             "train/loss_s2t", "cv/all/loss", "cv/s2s/acc_speech"} <= tags
 
 
-@pytest.mark.skipif(not FAKE.is_dir(), reason="upstream fake data not present")
-def test_upstream_fake_shard_trains(tiny_config, tmp_path):
+def test_upstream_fake_shard_trains(tiny_config, tmp_path, upstream_fake):
     shard_list = write_jsonl(tmp_path / "shards.list", [])
-    Path(shard_list).write_text(f"{FAKE}/shard/shards_000000000.tar\n")
+    Path(shard_list).write_text(f"{upstream_fake}/shard/shards_000000000.tar\n")
     md = tmp_path / "exp"
     _train(tiny_config, {"s2s": shard_list}, md,
            "train.max_steps=6", "train.save_interval=6", "data.batch.batch_size=1",
-           f"data.path_prefix_map={{'./common_utils/fake_data/': '{FAKE}/'}}")
+           f"data.path_prefix_map={{'./common_utils/fake_data/': '{upstream_fake}/'}}")
     losses = _losses(md)
     assert len(losses) == 6 and losses[-1] < losses[0]
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-FAKE = REPO.parent / "shared" / "reference_data" / "upstream_fake_data"
 CORPUS = [
     "hello world, how are you today?", "今天天气真好，我们去公园吧。", "<think>the user sounds happy<think end>",
     "transcribe this audio please", "请把这段语音转成文字", "<HAPPY><ADULT><MALE>", "i am fine thanks",

@@ -1,6 +1,6 @@
 """Decode latency benchmark: greedy S2S, 32 new tokens, ``<|im_end|>`` forced as token #4.
 
-Same protocol as upstream_baselines.md §4: tokens 0-4 in the text phase (``lm_head``, full
+Same protocol as upstream's decode baseline (docs/upstream_compat.md, "Baselines"): tokens 0-4 in the text phase (``lm_head``, full
 151,936 vocabulary), tokens 5-31 in the speech phase (the first one is the forced opening
 boundary), a 1.37 s input clip (seeded noise), fp32. TTFT runs from just before the prompt is
 built (speech features ready) to the first chosen token; ms/token is the mean interval between
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         "cold_ttft_ms": (cold[1][0] - cold[0]) * 1e3,
         "load_avg_1min": os.getloadavg()[0],
         "upstream_reference": {"ttft_ms_med": 45.6, "ms_per_token_med": 3.57, "tokens_per_s_med": 280,
-                               "whole_call_ms_med": 157.2, "source": "upstream_baselines.md §4 clip1"},
+                               "whole_call_ms_med": 157.2, "source": "docs/upstream_compat.md Baselines, 1.37 s clip"},
     }
     print(json.dumps(out, indent=1))
     return 0

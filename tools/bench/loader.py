@@ -1,14 +1,20 @@
-"""Loader throughput on upstream's fake shard, measured like upstream_baselines.md §2.
+"""Loader throughput on an upstream-format shard, measured as upstream's loader baseline
+(docs/upstream_compat.md, "Baselines").
 
-The fake tar (10 utterances x 10.96 s, task ``<S2TCHAT> <TEXT2TOKEN> <THINK>``, 421 codes) is
-copied under 12 names; the list has each copy twice (upstream ``multi_num: 2``), so one pass is
-240 utterances / 2,630 s of audio. Stages as upstream's reference config: tokenize (real Qwen
+The shard is generated (``tests/fixtures/make_upstream_format.py``) with the shape of upstream's
+sample shard: 10 utterances x 10.96 s of synthesized speech-like audio, task
+``<S2TCHAT> <TEXT2TOKEN> <THINK>``, the same texts, 421 codes. It is copied under 12 names; the
+list has each copy twice (upstream ``multi_num: 2``), so one pass is 240 utterances / 2,630 s of
+audio. Stages as upstream's reference config: tokenize (real Qwen
 BPE when dashscope is installed), filter, resample, log-mel, SpecAug + SpecSub, shuffle 1500,
 sort 500, dynamic batching (a budget giving batches of 2, like upstream's), collate. A fresh
 loader per pass; one untimed warm-up pass, then ``--passes`` timed passes (from the first
 ``next()`` to the end of the stream). Prints one JSON object.
 
     python tools/bench/loader.py [--passes 3] [--workers 0,1,2] [--threads N] [--stages] [--fake DIR]
+
+``--fake DIR``: read ``DIR/shard/shards_000000000.tar`` (any upstream-format folder) instead of
+generating one.
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "tests", "fixtures"))
 
-from osum_echat.data.config import DataConfig
-from osum_echat.data.loader import build_loader
+from make_upstream_format import write_upstream_format  # noqa: E402
 
-FAKE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                    "..", "shared", "reference_data", "upstream_fake_data")
+from osum_echat.data.config import DataConfig  # noqa: E402
+from osum_echat.data.loader import build_loader  # noqa: E402
 
 
 def _tokenizer():
@@ -106,7 +113,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--passes", type=int, default=3)
     p.add_argument("--workers", default="0,1,2")
-    p.add_argument("--fake", default=FAKE)
+    p.add_argument("--fake", default=None, help="an upstream-format folder (default: generate one)")
     p.add_argument("--stages", action="store_true", help="also time each stage separately")
     p.add_argument("--threads", type=int, default=0, help="torch threads of the main process (0 = default)")
     a = p.parse_args()
@@ -116,10 +123,11 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     tmp = tempfile.mkdtemp(prefix="bench_loader_")
     try:
+        fake = a.fake or str(write_upstream_format(os.path.join(tmp, "upstream_format")))
         tars = []
         for i in range(12):
             dst = os.path.join(tmp, f"copy_{i:02d}.tar")
-            shutil.copy(os.path.join(a.fake, "shard/shards_000000000.tar"), dst)
+            shutil.copy(os.path.join(fake, "shard/shards_000000000.tar"), dst)
             tars.append(dst)
         lst = os.path.join(tmp, "list.txt")
         with open(lst, "w") as f:
@@ -148,7 +156,9 @@ def main() -> None:
             }
         import torch
 
-        out = {"bench": "loader", "data": "upstream fake shard x12 x2 (240 utts)",
+        out = {"bench": "loader",
+               "data": ("generated upstream-format shard (10 x 10.96 s, 421 codes) x12 x2 (240 utts)"
+                        if not a.fake else f"{a.fake}/shard x12 x2"),
                "tokenizer": tok_name, "torch_threads": torch.get_num_threads(),
                "upstream_utt_per_s_warm_single_process": 184.4, "results": results}
         if a.stages:

@@ -1,14 +1,17 @@
-"""Training-step throughput, measured like upstream_baselines.md §3.
+"""Training-step throughput, measured as upstream's train-step baseline (docs/upstream_compat.md,
+"Baselines").
 
 Tiny model shaped like upstream's (encoder 2 blocks d 64 / 4 heads / ffn 128; adapter d 64 with
 the release adapter's 4 heads / ffn 2560 / 4 blocks; Qwen2 hidden 64, 2 layers, 4/2 heads,
 intermediate 128, vocab 151,936 tied: 11,856,129 parameters, all trainable), fp32, train mode,
 one step = forward + backward + clip 5 + AdamW + zero_grad + WarmupLR step (accum 1).
-Batches: the first two utterances of upstream's fake shard (10.96 s each), re-tasked as
-S2S (``<S2TCHAT> <TEXT2TOKEN>``, the answer text + 421 speech codes) or ASR (``<TRANSCRIBE>``,
-the question as the transcript), tokenised with the real Qwen BPE when dashscope is installed.
-B = 2; tokens/s counts all B x L LLM positions (as upstream). ``--pack`` puts both examples on
-one row (block-diagonal attention through position-id restarts).
+Batches: the first two utterances of a generated upstream-format shard
+(``tests/fixtures/make_upstream_format.py``: the shape and texts of upstream's sample shard,
+10.96 s of synthesized audio each), re-tasked as S2S (``<S2TCHAT> <TEXT2TOKEN>``, the answer
+text + 421 speech codes) or ASR (``<TRANSCRIBE>``, the question as the transcript), tokenised
+with the real Qwen BPE when dashscope is installed. B = 2; tokens/s counts all B x L LLM
+positions (as upstream). ``--pack`` puts both examples on one row (block-diagonal attention
+through position-id restarts).
 
     python tools/bench/train_step.py --batch s2s [--pack] [--steps 10] [--peak_tflops X]
     python tools/bench/train_step.py --all          # every config, each in a fresh process
@@ -35,8 +38,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 
-FAKE = REPO.parent / "shared" / "reference_data" / "upstream_fake_data"
 TINY = ["model.adapter.ffn_dim=2560", "model.adapter.num_layers=4", "model.llm.vocab_size=151936",
         "model.llm.intermediate_size=128", "model.encoder.activation_checkpointing=true",
         "model.trainable=[encoder,adapter,llm,speech]"]
@@ -53,11 +56,13 @@ def tokenizer():
 
 
 def make_list(kind: str, out_dir: Path) -> str:
-    """The first two fake-shard utterances, re-tasked, as a raw jsonl list."""
+    """The first two utterances of a generated upstream-format shard, re-tasked, as a raw jsonl list."""
+    from make_upstream_format import write_upstream_format
+
     from osum_echat.data.drops import DropCounter
     from osum_echat.data.sources import iter_unit
 
-    tar = FAKE / "shard" / "shards_000000000.tar"
+    tar = write_upstream_format(out_dir / "upstream_format", num_utts=2) / "shard" / "shards_000000000.tar"
     samples = []
     for s in iter_unit(str(tar), "0", {}, DropCounter(), "shard"):
         samples.append(s)
