@@ -55,7 +55,10 @@ class _JointCrossEntropy(torch.autograd.Function):
                 is_text = t < v_text
                 tl = torch.where(is_text, lt[rows, t.clamp(max=v_text - 1)], ls[rows, (t - v_text).clamp(min=0)])
                 mt, at = lt.max(-1)
-                ms, as_ = ls.max(-1)
+                if ls.shape[1]:
+                    ms, as_ = ls.max(-1)
+                else:  # a model without speech classes (no speech head)
+                    ms, as_ = torch.full_like(mt, float("-inf")), torch.zeros_like(at)
                 pred[s:e] = torch.where(mt >= ms, at, as_ + v_text)
                 mx = torch.maximum(mt, ms)[:, None]
                 # exp(logit - max) in place; the sums give the log-sum-exp
