@@ -53,7 +53,13 @@ class _JointCrossEntropy(torch.autograd.Function):
                 t = targets[s:e]
                 rows = torch.arange(e - s, device=h.device)
                 is_text = t < v_text
-                tl = torch.where(is_text, lt[rows, t.clamp(max=v_text - 1)], ls[rows, (t - v_text).clamp(min=0)])
+                if ls.shape[1]:
+                    ts = ls[rows, (t - v_text).clamp(min=0)]
+                elif bool((~is_text).any()):
+                    raise ValueError("speech targets given to a model without speech classes (no speech head)")
+                else:
+                    ts = lt.new_zeros(e - s)
+                tl = torch.where(is_text, lt[rows, t.clamp(max=v_text - 1)], ts)
                 mt, at = lt.max(-1)
                 if ls.shape[1]:
                     ms, as_ = ls.max(-1)

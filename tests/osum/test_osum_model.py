@@ -97,3 +97,20 @@ def test_an_echat_file_does_not_load_into_osum(tmp_path):
     save_checkpoint(build_model(echat_cfg), tmp_path / "echat.pt")
     with pytest.raises(CheckpointError, match="speech_head"):
         load_checkpoint(build_model(tiny_osum_cfg(lora=False)), tmp_path / "echat.pt")
+
+
+def test_text_only_loss_equals_plain_cross_entropy_with_gradients():
+    from osum_echat.model.loss import joint_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(7, 16, generator=g, requires_grad=True)
+    w = torch.randn(50, 16, generator=g, requires_grad=True)
+    t = torch.randint(0, 50, (7,), generator=g)
+    total, rows, pred = joint_cross_entropy(h, t, w, w.new_zeros(0, 16), None, chunk_size=3)
+    ref = torch.nn.functional.cross_entropy(h @ w.t(), t, reduction="sum")
+    assert torch.allclose(total, ref, atol=1e-5) and torch.equal(pred, (h @ w.t()).argmax(-1))
+    ga = torch.autograd.grad(total, (h, w))
+    gb = torch.autograd.grad(ref, (h, w))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ga, gb))
+    with pytest.raises(ValueError, match="no speech head"):
+        joint_cross_entropy(h, torch.tensor([50] * 7), w, w.new_zeros(0, 16), None)
