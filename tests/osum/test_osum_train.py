@@ -26,7 +26,7 @@ def test_stage_config_builds_on_meta():
         model = build_model(cfg.model)
     parts = {n.split(".", 1)[0] for n, p in model.named_parameters() if p.requires_grad}
     assert parts == {"encoder", "down_sample_2", "speech_transformer", "speech_llama_proj", "ln_speech",
-                     "llama_model"}
+                     "llama_model", "speech_token_emded"}
     assert all(".lora_" in n for n, p in model.named_parameters() if p.requires_grad and n.startswith("llama"))
 
 
@@ -74,7 +74,7 @@ def test_one_step_trains_encoder_adapter_and_lora_only(setup, tmp_path):
     assert any(".lora_B." in k for k in sd) and "speech_head.weight" not in sd
     assert any(sd[k].abs().sum() > 0 for k in sd if ".lora_B." in k)  # LoRA B left its zero init
     groups = {g["part"] for g in trainer.engine.optimizer.param_groups}
-    assert groups == {"encoder", "adapter", "lora"}
+    assert groups == {"encoder", "adapter", "lora", "speech"}
     assert not model.llama_model.base_model.model.lm_head.weight.requires_grad
 
 
