@@ -41,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(tags) != len(args.checkpoint):
         raise SystemExit("give one --checkpoint_tag per --checkpoint")
     bots = {}
+    config = args.config or str(MODEL_CONFIGS[args.model])
     for tag, ckpt in zip(tags, args.checkpoint):
         ov = list(overrides) + (["text.think_style=tag"] if "tag" in tag else [])
-        bots[tag] = EChat.from_pretrained(ckpt, args.config or str(MODEL_CONFIGS[args.model]), args.tokenizer, args.device, args.dtype,
+        bots[tag] = EChat.from_pretrained(ckpt, config, args.tokenizer, args.device, args.dtype,
                                           args.token2wav_dir, ov, voice=args.voice)
     title = "OSUM" if args.model == "osum" else "OSUM-EChat"
     build_app(bots, title, mode=args.model).launch(server_name=args.host, server_port=args.port)
