@@ -45,3 +45,11 @@ def test_score_cli_srwt(tmp_path, capsys):
     s = json.loads((tmp_path / "score_srwt.json").read_text())
     assert s["aas_ms"] == pytest.approx(25.0) and s["matched"] == 2 and s["missing_hyp"] == 1
     assert "AAS 25.0 ms" in capsys.readouterr().out
+
+
+def test_osum_lower_case_tags_score_like_upper_case():
+    from osum_echat.eval.tags import tag_scores
+
+    pairs = [("好<ANGER>", "好<anger>"), ("咳<COUGH>", "咳<cough>"), ("x<THROAT CLEARING>", "x<throat clearing>")]
+    assert tag_scores(pairs[:1], "EMOTION")["accuracy"] == 1.0
+    assert tag_scores(pairs[1:], "CAPTION")["accuracy"] == 1.0
