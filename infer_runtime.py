@@ -70,6 +70,8 @@ def sampling_overrides(args) -> list[str]:
            if getattr(args, k) is not None]
     if args.greedy:
         out.append(f"generate.{policy}.greedy=true")
+    elif any(getattr(args, k) is not None for k in ("temperature", "top_k", "top_p")):
+        out.append(f"generate.{policy}.greedy=false")  # asking for sampling settings means sampling
     if args.seed is not None:
         out.append(f"generate.seed={args.seed}")
     if args.ngram_block:

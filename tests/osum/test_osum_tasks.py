@@ -100,6 +100,14 @@ def test_runtime_runs_every_osum_task(assets, tmp_path, capsys):
         run(["--task", "tts", "--text", "hi", *_base(assets, tmp_path / "tts")])
 
 
+def test_sampling_flags_turn_greedy_off():
+    rt = _runtime()
+    args, _ = rt.parse_args(["--model", "osum", "--task", "ser", "--top_k", "5"])
+    assert rt.sampling_overrides(args) == ["generate.understand.top_k=5", "generate.understand.greedy=false"]
+    args, _ = rt.parse_args(["--task", "ser", "--top_k", "5", "--greedy"])
+    assert "generate.understand.greedy=true" in rt.sampling_overrides(args)
+
+
 def test_osum_api_is_deterministic_and_stops_at_endoftext(assets, tiny_tokenizer):
     from osum_echat.generate.osum import OSUM
 
