@@ -260,8 +260,10 @@ FAMILY_OUTPUT_TYPES = {fam: sorted({s.output_type for s in CATALOGUE.values() if
 
 
 def canonical_task(task: str) -> str:
-    """Collapse white space and apply aliases (``'<S2TCHAT>  <TEXT2TOKEN>'`` -> canonical)."""
-    t = " ".join(task.split())
+    """Collapse white space and apply aliases (``'<S2TCHAT>  <TEXT2TOKEN>'`` -> canonical);
+    tags written without spaces (``'<TRANSCRIBE><GENDER>'``, as upstream's shell scripts pass
+    them) are split."""
+    t = " ".join(task.replace("><", "> <").split())
     return ALIASES.get(t, t)
 
 

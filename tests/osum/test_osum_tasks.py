@@ -52,6 +52,13 @@ def test_every_task_prompt_is_instruction_then_speech(renderer, task):
     assert renderer.tok.decode(label.ids[:-1]) == "hello world<happy>"  # lower-cased, tags too
 
 
+def test_tags_without_spaces_are_canonical():
+    from osum_echat.data.tasks import canonical_task
+
+    assert canonical_task("<TRANSCRIBE><GENDER>") == "<TRANSCRIBE> <GENDER>"
+    assert canonical_task(" <TRANSCRIBE><AGE>  <GENDER> ") == "<TRANSCRIBE> <AGE> <GENDER>"
+
+
 def test_plain_layout_refuses_speech_output_and_history(renderer):
     s = Sample(key="k", task="<S2TCHAT> <TEXT2TOKEN>", txt="hi", feats=torch.zeros(50, 80),
                extra={"speech_token": [1, 2, 3]})
