@@ -13,9 +13,9 @@ OSUM (the base understanding model, ``--model osum``: default config conf/model/
 
 Tasks: asr | understand | s2t_chat | s2t_think | tts | t2t | s2s | s2s_think, and OSUM's
 srwt | ved | ser | ssr | sgc | sap | sttc (``--task_tag`` takes any catalogue tag, e.g.
-"<TRANSCRIBE> <AGE> <GENDER>"). SRWT replies also print the parsed (token, start, end) records. Prints the think and
-text, writes ``OUT/codes.txt`` for speech tasks (and ``OUT/reply.wav`` with --token2wav_dir),
-``OUT/reply.json`` (text, think, codes, timings). Sampling overrides: --temperature, --top_k,
+"<TRANSCRIBE> <AGE> <GENDER>"). SRWT replies also print the parsed (token, start, end) records.
+Prints the think and text, writes ``OUT/codes.txt`` for speech tasks (and ``OUT/reply.wav`` with
+--token2wav_dir), ``OUT/reply.json`` (text, think, codes, timings, SRWT timestamps). Sampling overrides: --temperature, --top_k,
 --top_p, --repetition_penalty, --greedy, --max_new_tokens, --seed, --ngram_block, or any dotted
 override (``generate.s2s.top_k=5``).
 """

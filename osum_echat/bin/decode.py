@@ -1,7 +1,8 @@
 """Batch decoding of a raw / shard data list.
 
     python -m osum_echat.bin.decode --config C --checkpoint P --data_list L --out_dir O \
-        [--model echat|osum] [--data_type raw|shard|auto] [--task T] [--tokenizer DIR] [--device auto] [--dtype bf16] \
+        [--model echat|osum] [--data_type raw|shard|auto] [--task T] [--tokenizer DIR] \
+        [--device auto] [--dtype bf16] \
         [--nj N --job_id J] [--batch_size B] [--merge] [dotted.overrides=...]
 
 Writes ``O/split/J/*`` for job J; with ``--nj 1`` (default) the result is merged at once into

@@ -6,8 +6,9 @@
 Builds the model of ``--config`` (LoRA on), loads the checkpoint strictly, merges
 ``W + (alpha / r) * B @ A`` into every wrapped projection and writes a flat state dict with plain
 Qwen2 key names (``OUT``) plus a ``.yaml`` next to it (``merged.pt`` -> ``merged.yaml``) holding
-the model config with ``lora.enable: false`` (load the result with that config). ``--hf_dir`` also writes the Hugging Face style export
-(``model.safetensors`` + ``config.json``, ``osum_echat.model.export``).
+the model config with ``lora.enable: false`` (load the result with that config). ``--hf_dir``
+also writes the Hugging Face style export (``model.safetensors`` + ``config.json``,
+``osum_echat.model.export``).
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def alignment_shift(ref: list[TimedToken], hyp: list[TimedToken]) -> tuple[float
 
 def srwt_scores(pairs) -> dict:
     """Corpus AAS over (ref text, hyp text) pairs: {aas_ms, matched, ref_tokens, hyp_tokens,
-    unparsed_ref, unparsed_hyp, per_utt_aas_ms}."""
+    match_rate, unparsed_ref, unparsed_hyp}."""
     shift = 0.0
     matched = ref_n = hyp_n = bad_r = bad_h = 0
     for r_text, h_text in pairs:
