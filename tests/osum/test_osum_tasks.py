@@ -166,3 +166,17 @@ def test_gradio_osum_mode(assets, tiny_tokenizer):
     for label in OSUM_TASK_CHOICES:
         text, think, wav, status = respond(bots, "osum", label, False, audio, "", "说话人是谁？", mode="osum")
         assert wav is None and not status.startswith("error"), status
+
+
+def test_real_qwen_ids_of_the_osum_layout(qwen_tokenizer):
+    """With the real Qwen2 BPE the answer ends with <|endoftext|> = 151643 (where upstream's OSUM
+    generation stops) and no ChatML id appears anywhere in the example."""
+    cfg = load_config(REPO / "conf" / "model" / "osum_7b.yaml")
+    r = build_renderer(cfg.data, qwen_tokenizer, cfg.text.think_style, cfg.model.llm.vocab_size,
+                       cfg.text.prompt_style, cfg.text.lowercase_labels)
+    assert r.text_end == 151643
+    s = Sample(key="k", task="<TRANSCRIBE><GENDER>", txt="你好<FEMALE>", feats=torch.zeros(50, 80))
+    segs = get_spec("<TRANSCRIBE> <GENDER>").build(s, r, random.Random(0))
+    ids = [i for seg in segs if isinstance(seg, TextSegment) for i in seg.ids]
+    assert segs[-1].ids[-1] == 151643 and qwen_tokenizer.decode(segs[-1].ids[:-1]) == "你好<female>"
+    assert not {r.ids.im_start, r.ids.im_end} & set(ids)
