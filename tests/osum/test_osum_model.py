@@ -114,3 +114,29 @@ def test_text_only_loss_equals_plain_cross_entropy_with_gradients():
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ga, gb))
     with pytest.raises(ValueError, match="no speech head"):
         joint_cross_entropy(h, torch.tensor([50] * 7), w, w.new_zeros(0, 16), None)
+
+
+@pytest.mark.gpu
+def test_release_osum_weights_take_16_gb_in_bf16_on_an_accelerator():
+    """The memory claim of docs/inference.md: 8.0 B parameters, about 16 GB of bf16 weights;
+    one forward over a 10 s input runs and is finite."""
+    from osum_echat.device import autocast, memory_allocated_mb, resolve_device
+    from osum_echat.model.batch import Example, SpeechInSegment, TextSegment, collate
+
+    dev = resolve_device("auto")
+    cfg = load_config(REPO / "conf" / "model" / "osum_7b.yaml")
+    before = memory_allocated_mb(dev)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with dev:
+            model = build_model(cfg.model, apply_trainable=False).eval()
+    finally:
+        torch.set_default_dtype(old)
+    weights_gb = (memory_allocated_mb(dev) - before) / 1024
+    assert 14.5 < weights_gb < 15.5  # 8.003e9 x 2 bytes = 16.0e9 bytes = 14.9 GiB
+    batch = collate([Example([TextSegment([100, 200]), SpeechInSegment(torch.randn(1000, 80)),
+                              TextSegment([300, 400, 500], supervised=True)], key="k")], 152064)
+    with torch.no_grad(), autocast(dev, "bf16"):  # fp32 features into bf16 weights
+        out = model(batch.to(dev))
+    assert torch.isfinite(out["loss"])
