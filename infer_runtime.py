@@ -6,9 +6,16 @@
     python infer_runtime.py --task understand --wav q.wav --instruction "请识别说话人的情感。" ...
     python infer_runtime.py --task tts --text "你好" ...
 
-Tasks: asr | understand | s2t_chat | s2t_think | tts | t2t | s2s | s2s_think. Prints the think and
-text, writes ``OUT/codes.txt`` for speech tasks (and ``OUT/reply.wav`` with --token2wav_dir),
-``OUT/reply.json`` (text, think, codes, timings). Sampling overrides: --temperature, --top_k,
+OSUM (the base understanding model, ``--model osum``: default config conf/model/osum_7b.yaml)::
+
+    python infer_runtime.py --model osum --task sgc --wav q.wav --checkpoint infer.pt \
+        --tokenizer /models/Qwen2-7B-Instruct --device auto --dtype bf16
+
+Tasks: asr | understand | s2t_chat | s2t_think | tts | t2t | s2s | s2s_think, and OSUM's
+srwt | ved | ser | ssr | sgc | sap | sttc (``--task_tag`` takes any catalogue tag, e.g.
+"<TRANSCRIBE> <AGE> <GENDER>"). SRWT replies also print the parsed (token, start, end) records.
+Prints the think and text, writes ``OUT/codes.txt`` for speech tasks (and ``OUT/reply.wav`` with
+--token2wav_dir), ``OUT/reply.json`` (text, think, codes, timings, SRWT timestamps). Sampling overrides: --temperature, --top_k,
 --top_p, --repetition_penalty, --greedy, --max_new_tokens, --seed, --ngram_block, or any dotted
 override (``generate.s2s.top_k=5``).
 """
@@ -21,12 +28,16 @@ import logging
 import sys
 from pathlib import Path
 
-TASKS = ("asr", "understand", "s2t_chat", "s2t_think", "tts", "t2t", "s2s", "s2s_think")
+TASKS = ("asr", "understand", "s2t_chat", "s2t_think", "tts", "t2t", "s2s", "s2s_think",
+         "srwt", "ved", "ser", "ssr", "sgc", "sap", "sttc")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", choices=TASKS, required=True)
+    p.add_argument("--model", choices=("echat", "osum"), default="echat",
+                   help="model family: picks the default --config")
+    p.add_argument("--task", choices=TASKS, default=None)
+    p.add_argument("--task_tag", default=None, help="any task tag of the catalogue (instead of --task)")
     p.add_argument("--wav", default=None)
     p.add_argument("--text", default=None)
     p.add_argument("--instruction", default=None)
@@ -53,12 +64,14 @@ def sampling_overrides(args) -> list[str]:
     from osum_echat.data.tasks import get_spec
     from osum_echat.generate.echat import policy_name, task_tag
 
-    policy = policy_name(get_spec(task_tag(args.task)))
+    policy = policy_name(get_spec(task_tag(args.task), "understand"))
     out = [f"generate.{policy}.{k}={getattr(args, k)}" for k in
            ("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens")
            if getattr(args, k) is not None]
     if args.greedy:
         out.append(f"generate.{policy}.greedy=true")
+    elif any(getattr(args, k) is not None for k in ("temperature", "top_k", "top_p")):
+        out.append(f"generate.{policy}.greedy=false")  # asking for sampling settings means sampling
     if args.seed is not None:
         out.append(f"generate.seed={args.seed}")
     if args.ngram_block:
@@ -70,12 +83,16 @@ def main(argv=None) -> int:
     args, extra = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from osum_echat.audio.io import save_wav
-    from osum_echat.generate.echat import EChat
+    from osum_echat.generate.echat import MODEL_CONFIGS, EChat, task_tag
 
     bad = [o for o in extra if "=" not in o]
     if bad:
         raise SystemExit(f"unknown arguments {bad}")
-    bot = EChat.from_pretrained(args.checkpoint, args.config, args.tokenizer, args.device, args.dtype,
+    if (args.task is None) == (args.task_tag is None):
+        raise SystemExit("give exactly one of --task and --task_tag")
+    args.task = args.task or args.task_tag
+    config = args.config or str(MODEL_CONFIGS[args.model])
+    bot = EChat.from_pretrained(args.checkpoint, config, args.tokenizer, args.device, args.dtype,
                                 args.token2wav_dir, [o.lstrip("-") for o in extra] + sampling_overrides(args),
                                 voice=args.voice)
     kw = dict(wav=args.wav, text=args.text, instruction=args.instruction)
@@ -87,6 +104,12 @@ def main(argv=None) -> int:
     if reply.think:
         print(f"think: {reply.think}")
     print(f"text: {reply.text}")
+    records = None
+    if task_tag(args.task) == "<TRANSCRIBE> <ALIGN>":
+        from osum_echat.eval.srwt import parse_srwt
+
+        records = [[t.token, t.start, t.end] for t in parse_srwt(reply.text)[0]]
+        print(f"timestamps: {records}")
     if reply.speech_codes or args.task in ("tts", "s2s", "s2s_think"):
         (out / "codes.txt").write_text(" ".join(map(str, reply.speech_codes)) + "\n", encoding="utf-8")
         print(f"speech: {len(reply.speech_codes)} codes -> {out / 'codes.txt'}")
@@ -99,7 +122,9 @@ def main(argv=None) -> int:
           f"(stop: {reply.stop_reason})")
     (out / "reply.json").write_text(json.dumps(
         {"task": args.task, "think": reply.think, "text": reply.text, "speech_codes": reply.speech_codes,
-         "stop_reason": reply.stop_reason, "timings": t}, ensure_ascii=False, indent=1), encoding="utf-8")
+         "stop_reason": reply.stop_reason, "timings": t,
+         **({"timestamps": records} if records is not None else {})}, ensure_ascii=False, indent=1),
+        encoding="utf-8")
     return 0
 
 

@@ -3,7 +3,7 @@
 # merged in list order into OUT/text (+ think, codes, ref). Reruns skip decoded keys.
 #
 #   ./infer_with_shards_or_raw.sh --config C --checkpoint P --data_list L --out_dir O \
-#       [--nj 4] [--data_type auto|raw|shard] [--task s2s] [--tokenizer DIR] [--device auto] \
+#       [--nj 4] [--model echat|osum] [--data_type auto|raw|shard] [--task s2s] [--tokenizer DIR] [--device auto] \
 #       [--dtype bf16] [--batch_size 1] [--gpus "0 1 2 3"] [generate.s2s.top_k=5 ...]
 # --gpus lists accelerator indices; job j runs on index gpus[j % len] (default: index 0).
 set -euo pipefail

@@ -1,14 +1,16 @@
 """Batch decoding of a raw / shard data list.
 
     python -m osum_echat.bin.decode --config C --checkpoint P --data_list L --out_dir O \
-        [--data_type raw|shard|auto] [--task T] [--tokenizer DIR] [--device auto] [--dtype bf16] \
+        [--model echat|osum] [--data_type raw|shard|auto] [--task T] [--tokenizer DIR] \
+        [--device auto] [--dtype bf16] \
         [--nj N --job_id J] [--batch_size B] [--merge] [dotted.overrides=...]
 
 Writes ``O/split/J/*`` for job J; with ``--nj 1`` (default) the result is merged at once into
 ``O/text`` (``key<TAB>text``), ``O/think``, ``O/codes`` (``key c1 c2 ...``) and ``O/ref``. With
 several jobs run them in parallel (``infer_with_shards_or_raw.sh`` does) and then
 ``--merge --nj N``. Reruns skip keys already decoded. ``--task`` overrides the records' task
-(short names asr / s2t_chat / s2t_think / tts / t2t / s2s / s2s_think, or a task tag).
+(short names asr / s2t_chat / s2t_think / tts / t2t / s2s / s2s_think, OSUM's srwt / ved / ser /
+ssr / sgc / sap / sttc, or a task tag). ``--model osum`` decodes with OSUM's release config.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import time
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None)
+    p.add_argument("--model", choices=("echat", "osum"), default="echat",
+                   help="model family: picks the default --config (osum: conf/model/osum_7b.yaml)")
     p.add_argument("--checkpoint", default=None, help="model .pt (omit only for smoke tests: random weights)")
     p.add_argument("--data_list", default=None)
     p.add_argument("--data_type", default="auto", choices=("auto", "raw", "shard"))
@@ -49,12 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.merge:
         if not args.data_list:
             raise SystemExit("--data_list is required")
-        from osum_echat.generate.echat import EChat, task_tag
+        from osum_echat.generate.echat import MODEL_CONFIGS, EChat, task_tag
 
         job = args.job_id if args.job_id is not None else 0
         if args.job_id is None and args.nj != 1:
             raise SystemExit("--nj > 1 needs --job_id (or use infer_with_shards_or_raw.sh)")
-        bot = EChat.from_pretrained(args.checkpoint, args.config, args.tokenizer, args.device, args.dtype,
+        config = args.config or str(MODEL_CONFIGS[args.model])
+        bot = EChat.from_pretrained(args.checkpoint, config, args.tokenizer, args.device, args.dtype,
                                     overrides=[o.lstrip("-") for o in overrides])
         t0 = time.perf_counter()
         n = decode_job(bot, args.data_list, args.out_dir, task_tag(args.task) if args.task else None,

@@ -71,12 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--think_style", default=None, choices=["language", "tag"])
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    cfg, think = DataConfig(), "language"
+    cfg, think, style = DataConfig(), "language", {}
     if a.config:
         from osum_echat.config import load_config
 
         exp = load_config(a.config)
         cfg, think = exp.data, exp.text.think_style
+        style = {"prompt_style": exp.text.prompt_style, "lowercase_labels": exp.text.lowercase_labels}
     cfg.data_type = a.data_type
     cfg.path_prefix_map.update(dict(x.split("=", 1) for x in a.path_prefix_map))
     think = a.think_style or think
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     drops = DropCounter()
     raw = [s for i, u in enumerate(units[:50]) for s in iter_unit(u, str(i), cfg.path_prefix_map, DropCounter(), cfg.data_type)]
     tok = _tokenizer(a.tokenizer, [s.txt for s in raw])
-    ctx = StageContext(cfg=cfg, renderer=build_renderer(cfg, tok, think), drops=drops, train=False)
+    ctx = StageContext(cfg=cfg, renderer=build_renderer(cfg, tok, think, **style), drops=drops, train=False)
     samples = (s for i, u in enumerate(units) for s in iter_unit(u, str(i), cfg.path_prefix_map, drops, cfg.data_type))
     shown: dict[str, int] = defaultdict(int)
     total = 0

@@ -1,6 +1,6 @@
 """Score decoding output against references.
 
-    python -m osum_echat.bin.score --ref O/ref --hyp O/text --metric cer|wer|tag|exact \
+    python -m osum_echat.bin.score --ref O/ref --hyp O/text --metric cer|wer|tag|exact|srwt \
         [--tag_group AGE] [--json O/score_cer.json]
 
 Prints a one-line summary and writes the full JSON (default: next to the hypothesis file).

@@ -116,13 +116,15 @@ def run(argv: list[str] | None = None):
         save_config(cfg, model_dir / "train.yaml")
     tokenizer = load_tokenizer(cfg.text.tokenizer)
     vocab = cfg.model.llm.vocab_size
+    style = {"prompt_style": cfg.text.prompt_style, "lowercase_labels": cfg.text.lowercase_labels}
     loader = build_loader(cfg.data, data_lists(args), tokenizer, think_style=cfg.text.think_style,
-                          text_vocab_size=vocab, rank=info.rank, world_size=info.world_size)
+                          text_vocab_size=vocab, rank=info.rank, world_size=info.world_size, **style)
     cv_fn = None
     if args.cv_data:
         def cv_fn():
             return build_loader(cfg.data, {"all": args.cv_data}, tokenizer, think_style=cfg.text.think_style,
-                                text_vocab_size=vocab, rank=info.rank, world_size=info.world_size, train=False)
+                                text_vocab_size=vocab, rank=info.rank, world_size=info.world_size, train=False,
+                                **style)
     init = None if resume_tag else args.checkpoint
     model = build_model_for_training(cfg, init, None if resume_tag else args.whisper_init)
     state = TrainState()

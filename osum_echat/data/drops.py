@@ -16,6 +16,7 @@ REASONS = {
     "missing_field": "key / txt / task / audio missing where the task needs it",
     "unreadable_audio": "audio cannot be decoded (or is empty)",
     "unknown_task": "task tag not in the catalogue (data.unknown_task = drop)",
+    "unsupported_task": "task needs what the prompt style lacks (plain/OSUM: no history, no speech output)",
     "wrong_family": "task belongs to another family than the list it came from",
     "empty_label": "supervised text empty after normalisation / tag handling",
     "missing_think": "think task without think_str (language) / q_txt+question (tag)",

@@ -260,8 +260,10 @@ class ResumableLoader:
 
 
 def build_renderer(cfg: DataConfig, tokenizer, think_style: str = "language",
-                   text_vocab_size: int | None = None) -> Renderer:
-    """Renderer with the configured instruction files and think style."""
+                   text_vocab_size: int | None = None, prompt_style: str = "chatml",
+                   lowercase_labels: bool = False) -> Renderer:
+    """Renderer with the configured instruction files, think style and prompt style
+    (``text.prompt_style`` / ``text.lowercase_labels``)."""
     from osum_echat.data.render import load_prompt_files
 
     return Renderer(tokenizer, think_style=think_style,
@@ -269,16 +271,18 @@ def build_renderer(cfg: DataConfig, tokenizer, think_style: str = "language",
                     text_vocab_size=text_vocab_size, speech_token_num=cfg.speech_token_num,
                     tag_think_unknown_rate=cfg.tag_think_unknown_rate,
                     num_mel_bins=cfg.num_mel_bins,
-                    streaming_chunks=(cfg.streaming_text_chunk, cfg.streaming_speech_chunk))
+                    streaming_chunks=(cfg.streaming_text_chunk, cfg.streaming_speech_chunk),
+                    prompt_style=prompt_style, lowercase_labels=lowercase_labels)
 
 
 def build_loader(cfg: DataConfig, lists: dict[str, str], tokenizer, think_style: str = "language",
                  text_vocab_size: int | None = None, rank: int = 0, world_size: int = 1,
-                 train: bool = True) -> ResumableLoader:
+                 train: bool = True, prompt_style: str = "chatml",
+                 lowercase_labels: bool = False) -> ResumableLoader:
     """The loader over family lists ``{'s2t': path, 't2s': path, ...}`` (``{'all': path}``
     = one list, no family gate). ``train=False``: one pass, no rewrites/augmentation/shuffle
     of the list order (CV / inspection)."""
-    renderer = build_renderer(cfg, tokenizer, think_style, text_vocab_size)
+    renderer = build_renderer(cfg, tokenizer, think_style, text_vocab_size, prompt_style, lowercase_labels)
     vocab = renderer.ids.text_vocab_size
     units = {f: read_list(p, cfg.path_prefix_map) for f, p in lists.items()}
     if not train:

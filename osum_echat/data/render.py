@@ -76,9 +76,12 @@ class Renderer:
                  instructions: dict[str, list[str]] | None = None,
                  text_vocab_size: int | None = None, speech_token_num: int = 4097,
                  tag_think_unknown_rate: float = 0.85, num_mel_bins: int = 80,
-                 streaming_chunks: tuple[int, int] = (6, 18)) -> None:
+                 streaming_chunks: tuple[int, int] = (6, 18), prompt_style: str = "chatml",
+                 lowercase_labels: bool = False) -> None:
         if think_style not in ("language", "tag"):
             raise ValueError(f"think_style must be 'language' or 'tag', got {think_style!r}")
+        if prompt_style not in ("chatml", "plain"):
+            raise ValueError(f"prompt_style must be 'chatml' or 'plain', got {prompt_style!r}")
         self.tok = tokenizer
         self.think_style = think_style
         self.instructions = instructions or {}
@@ -88,8 +91,14 @@ class Renderer:
         self.unknown_rate = tag_think_unknown_rate
         self.num_mel_bins = num_mel_bins
         self.streaming_chunks = streaming_chunks
-        self.user_start = self.encode(P.USER_START)
-        self.assistant_start = self.encode(P.ASSISTANT_START)
+        # 'chatml' (OSUM-EChat) wraps turns in ChatML and ends answers with <|im_end|>; 'plain'
+        # (OSUM) has no system prompt or turn markers and ends answers with <|endoftext|>.
+        self.prompt_style = prompt_style
+        self.lowercase_labels = lowercase_labels
+        chat = prompt_style == "chatml"
+        self.user_start = self.encode(P.USER_START) if chat else []
+        self.assistant_start = self.encode(P.ASSISTANT_START) if chat else []
+        self.text_end = self.ids.im_end if chat else self.ids.endoftext
         self.newline = self.encode("\n")
         self._system: dict[str, list[int]] = {}
         self._fast = bool(getattr(tokenizer, "is_fast", False))
@@ -99,7 +108,9 @@ class Renderer:
         return encode(self.tok, text)
 
     def system(self, key: str) -> list[int]:
-        """Ids of ``<|im_start|>system\\n{prompt}<|im_end|>\\n`` (cached)."""
+        """Ids of ``<|im_start|>system\\n{prompt}<|im_end|>\\n`` (cached); none in plain style."""
+        if self.prompt_style == "plain":
+            return []
         if key not in self._system:
             self._system[key] = self.encode(P.system_block(key))
         return self._system[key]
@@ -114,11 +125,12 @@ class Renderer:
 
     # -- labels -------------------------------------------------------------------------
     def label(self, text: str) -> tuple[list[int], tuple[int, ...]]:
-        """Supervised ids of ``text`` + ``<|im_end|>`` and the positions that carry no loss:
+        """Supervised ids of ``text`` + the answer end (``<|im_end|>``, or ``<|endoftext|>`` in
+        plain style) and the positions that carry no loss:
         the tokens strictly inside the ``<`` ``>`` of every ``<&&>`` (found from the token
         character offsets, so the ids are exactly those of tokenising the whole text)."""
         ids, no_loss = self._encode_with_holes(text)
-        return ids + [self.ids.im_end], no_loss
+        return ids + [self.text_end], no_loss
 
     def _encode_with_holes(self, text: str) -> tuple[list[int], tuple[int, ...]]:
         if P.UNKNOWN_TAG not in text:

@@ -8,6 +8,7 @@ Layouts (SYS = system block + user start; SP = speech in; AS = assistant start; 
 output_type                    segments                                     supervised
 =============================  ===========================================  ==============
 text (understanding)           SYS INS SP AS Y                              Y
+text, plain style (OSUM)       INS SP Y (Y ends with <|endoftext|>)         Y
 s2t_chat / _think / _fake      SYS [H] SP AS Y                              Y
 text2text                      SYS INS(extra.question) AS Y                 Y
 speech2text_token(_think/_h.)  SYS [H] SP AS Y Z                            Y, Z
@@ -74,13 +75,16 @@ class TaskSpec:
         placeholder is put in; the features stage fills it). ``rng`` drives the instruction
         choice and the tag-think unknown coin (seed it per sample for reproducibility).
         """
+        if r.prompt_style == "plain" and (self.speech_out or self.family == "t2t" or sample.history):
+            raise DropSample("unsupported_task", f"{self.name}: the plain (OSUM) layout has text "
+                                                 "answers to speech only, no history")
         hist = sample.history if self.history else []
         if hist:
             segs: list[Segment] = [TextSegment(list(r.system(self.system)))]
             segs += build_history_segments(hist, r)
             segs.append(TextSegment(list(r.user_start)))
-        else:
-            segs = [TextSegment(r.system(self.system) + r.user_start)]
+        else:  # empty in the plain (OSUM) layout, which has no system prompt or turn markers
+            segs = [TextSegment(head)] if (head := r.system(self.system) + r.user_start) else []
         if self.instruction:
             ins = self._instruction(sample, r, rng)
             if ins:
@@ -91,7 +95,8 @@ class TaskSpec:
         text = self.label_text(sample, r, rng) if (with_target or self.text_input) else ""
         if self.text_input:
             segs.append(TextSegment(r.encode(text)))
-        segs.append(TextSegment(list(r.assistant_start)))
+        if r.assistant_start:
+            segs.append(TextSegment(list(r.assistant_start)))
         if not with_target:
             return segs
         ids, holes = r.label(text)
@@ -133,6 +138,8 @@ class TaskSpec:
         if self.think:
             text = r.think_text(sample.extra, text, rng)
         text = normalize_label(text, self.name)
+        if r.lowercase_labels:  # OSUM's labels: everything lower-cased, tags included
+            text = text.lower()
         if not text:
             raise DropSample("empty_label", "empty after normalisation")
         return text
@@ -253,8 +260,10 @@ FAMILY_OUTPUT_TYPES = {fam: sorted({s.output_type for s in CATALOGUE.values() if
 
 
 def canonical_task(task: str) -> str:
-    """Collapse white space and apply aliases (``'<S2TCHAT>  <TEXT2TOKEN>'`` -> canonical)."""
-    t = " ".join(task.split())
+    """Collapse white space and apply aliases (``'<S2TCHAT>  <TEXT2TOKEN>'`` -> canonical);
+    tags written without spaces (``'<TRANSCRIBE><GENDER>'``, as upstream's shell scripts pass
+    them) are split."""
+    t = " ".join(task.replace("><", "> <").split())
     return ALIASES.get(t, t)
 
 

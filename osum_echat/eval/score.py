@@ -1,4 +1,5 @@
-"""Scoring of ``key<TAB>text`` files: CER / WER / tag accuracy / exact match.
+"""Scoring of ``key<TAB>text`` files: CER / WER / tag accuracy / exact match / SRWT alignment
+shift (``srwt``: average shift of word timestamps in ms, ``osum_echat/eval/srwt.py``).
 
 Keys missing from the hypothesis count as empty hypotheses (all deletions / wrong);
 hypothesis keys without a reference are ignored (and counted).
@@ -9,11 +10,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from osum_echat.eval.srwt import srwt_scores
 from osum_echat.eval.tags import tag_scores
 from osum_echat.eval.wer import EditCounts, error_counts, normalize_for_scoring
 
 logger = logging.getLogger(__name__)
-METRICS = ("cer", "wer", "tag", "exact")
+METRICS = ("cer", "wer", "tag", "exact", "srwt")
 
 
 def read_kv(path: str | Path) -> dict[str, str]:
@@ -51,6 +53,8 @@ def score(refs: dict[str, str], hyps: dict[str, str], metric: str, tag_group: st
     elif metric == "tag":
         summary.update(tag_scores(((refs[k], hyps.get(k, "")) for k in keys), tag_group))
         summary["tag_group"] = tag_group
+    elif metric == "srwt":
+        summary.update(srwt_scores((refs[k], hyps.get(k, "")) for k in keys))
     else:
         ok = sum(normalize_for_scoring(refs[k], keep_tags=True)
                  == normalize_for_scoring(hyps.get(k, ""), keep_tags=True) for k in keys)
@@ -63,5 +67,9 @@ def summary_line(s: dict) -> str:
     if m in ("cer", "wer"):
         return (f"{m.upper()} {100 * s[m]:.2f}% [{s['errors']} / {s['ref_tokens']}, sub {s['sub']} "
                 f"del {s['del']} ins {s['ins']}] n={s['n']} missing={s['missing_hyp']}")
+    if m == "srwt":
+        return (f"SRWT AAS {s['aas_ms']:.1f} ms over {s['matched']} matched tokens "
+                f"({100 * s['match_rate']:.1f}% of {s['ref_tokens']}), unparsed hyp {s['unparsed_hyp']} "
+                f"n={s['n']} missing={s['missing_hyp']}")
     extra = f" group={s.get('tag_group')}" if m == "tag" else ""
     return f"{m} accuracy {100 * s['accuracy']:.2f}% ({s['correct']} / {s.get('n')}){extra} missing={s['missing_hyp']}"

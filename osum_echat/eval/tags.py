@@ -17,8 +17,10 @@ NONE = "NONE"
 TAG_GROUPS: dict[str, tuple[str, ...]] = {
     "AGE": ("CHILD", "ADULT", "OLD", "YOUTH", "MIDDLE_AGE", "MIDDLE"),
     "GENDER": ("MALE", "FEMALE"),
-    "EMOTION": ("NEUTRAL", "HAPPY", "SAD", "ANGRY", "SURPRISE", "FEAR", "DISGUST", "SURPRISED",
+    "EMOTION": ("NEUTRAL", "HAPPY", "SAD", "ANGRY", "ANGER", "SURPRISE", "FEAR", "DISGUST", "SURPRISED",
                 "FEARFUL", "DISGUSTED", "OTHER"),
+    # OSUM's vocal events (VED); its style labels (SSR) are Chinese words: use the group-less mode
+    "CAPTION": ("LAUGH", "COUGH", "CRY", "SCREAMING", "SIGH", "THROAT CLEARING", "SNEEZE", "OTHER"),
 }
 AGE_FOLD = {"YOUTH": "ADULT", "MIDDLE_AGE": "ADULT", "MIDDLE": "ADULT"}
 

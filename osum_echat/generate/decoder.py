@@ -12,7 +12,8 @@ as text); TTS rows start in it (the opening boundary is part of the prompt, as u
 At prefill only the last position's hidden state goes through a head, and at every step only
 the head of each row's phase is computed.
 
-Stop rules per row: ``<|im_end|>`` of a text-only task (``text_end``), the second speech
+Stop rules per row: the text end of a text-only task (``text_end``: ``<|im_end|>``, or the
+request's own ``text_end`` id, ``<|endoftext|>`` for OSUM's plain layout), the second speech
 boundary (``speech_end``), the token budget (``max_tokens``; an S2S row that never produced
 ``<|im_end|>`` ends cleanly with empty codes) and an external interrupt flag
 (``threading.Event``-like, checked every step: ``interrupted``).
@@ -55,6 +56,7 @@ class Request:
     start_in_speech: bool = False
     key: str = ""
     seed: Optional[int] = None
+    text_end: Optional[int] = None  # id that ends the text answer (None: <|im_end|>)
 
 
 @dataclass
@@ -155,12 +157,15 @@ class Decoder:
             logits = proc(s, logits)
         return logits
 
+    def text_end(self, req: Request) -> int:
+        return self.ids.im_end if req.text_end is None else req.text_end
+
     def _accept(self, s: RowState, token: int) -> None:
         """Record ``token`` (generated in ``s.phase``) and apply the stop/switch rules."""
         s.n_new += 1
         if s.phase == TEXT:
             s.text_ids.append(token)
-            if token == self.ids.im_end:
+            if token == self.text_end(s.req):
                 if s.req.speech_out:
                     s.phase = SPEECH
                 else:
@@ -196,6 +201,11 @@ class Decoder:
         from transformers import DynamicCache
 
         timings = timings if timings is not None else {}
+        if self.model.speech_head is None:
+            bad = [r.key for r in reqs if r.speech_out or r.start_in_speech]
+            if bad:
+                raise ValueError(f"requests {bad} need speech output but the model has no speech head "
+                                 "(a text-only model such as OSUM)")
         dev = self.device
         t0 = time.perf_counter()
         states = [RowState(r, SPEECH if r.start_in_speech else TEXT, self._generator(r),
@@ -261,8 +271,9 @@ class Decoder:
     def reply_of(self, s: RowState, timings: dict) -> Reply:
         """Parse a finished row: full reply text (no off-by-one), codes between boundaries."""
         text_ids = list(s.text_ids)
-        if self.ids.im_end in text_ids:
-            text_ids = text_ids[: text_ids.index(self.ids.im_end)]
+        end = self.text_end(s.req)
+        if end in text_ids:
+            text_ids = text_ids[: text_ids.index(end)]
         text = self.tok.decode(text_ids, skip_special_tokens=True)
         think, answer = split_think(text)
         codes = [c for c in s.speech_ids if c != self.boundary]
@@ -293,7 +304,7 @@ class Decoder:
                     if tok != self.boundary:
                         yield Event("speech", codes=[tok])
                     continue
-                if tok == self.ids.im_end:
+                if tok == self.text_end(req):
                     continue
                 text = self.tok.decode(s.text_ids, skip_special_tokens=True)
                 if text.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for the rest

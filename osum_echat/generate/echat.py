@@ -49,7 +49,17 @@ TASKS = {
     "t2t": "<TEXT2TEXT>",
     "s2s": "<S2TCHAT> <TEXT2TOKEN>",
     "s2s_think": "<S2TCHAT> <TEXT2TOKEN> <THINK>",
+    # OSUM's eight tasks (asr above): timestamps, events, emotion, style, gender, age, chat
+    "srwt": "<TRANSCRIBE> <ALIGN>",
+    "ved": "<TRANSCRIBE> <CAPTION>",
+    "ser": "<TRANSCRIBE> <EMOTION>",
+    "ssr": "<TRANSCRIBE> <STYLE>",
+    "sgc": "<TRANSCRIBE> <GENDER>",
+    "sap": "<TRANSCRIBE> <AGE>",
+    "sttc": "<TRANSCRIBE> <S2TCHAT>",
 }
+# Default model config per family (``--model`` of the CLIs).
+MODEL_CONFIGS = {"echat": DEFAULT_CONFIG, "osum": REPO / "conf" / "model" / "osum_7b.yaml"}
 
 
 def policy_name(spec: TaskSpec) -> str:
@@ -81,7 +91,8 @@ def build_request(sample: Sample, renderer: Renderer, cfg: GenerateConfig, rng: 
                          "(no upstream decoder; use the non-streaming task)")
     segs = spec.build(sample, renderer, rng, with_target=False)
     return Request(segs, cfg.policy(policy_name(spec)), speech_out=spec.speech_out and not spec.text_input,
-                   start_in_speech=spec.text_input and spec.speech_out, key=sample.key)
+                   start_in_speech=spec.text_input and spec.speech_out, key=sample.key,
+                   text_end=renderer.text_end)
 
 
 class EChat:
@@ -96,7 +107,8 @@ class EChat:
         if cfg.data.speech_token_num != model.speech_token_num:
             raise ValueError(f"data.speech_token_num={cfg.data.speech_token_num} but the model has "
                              f"{model.speech_token_num} speech classes; set data.speech_token_num")
-        self.renderer = build_renderer(cfg.data, tokenizer, cfg.text.think_style, model.text_vocab_size)
+        self.renderer = build_renderer(cfg.data, tokenizer, cfg.text.think_style, model.text_vocab_size,
+                                       cfg.text.prompt_style, cfg.text.lowercase_labels)
         self.decoder = Decoder(model, tokenizer, cfg.generate)
         self.token2wav = token2wav
         self.voice = voice

@@ -75,6 +75,7 @@ def build_model(cfg: ModelConfig, apply_trainable: bool = True) -> OsumEChat:
         speech_token_num=cfg.speech_token_num,
         loss_chunk_size=cfg.loss_chunk_size,
         loss_norm=cfg.loss_norm,
+        speech_head=cfg.speech_head,
     )
     if cfg.lora.enable:
         apply_lora(model, cfg.lora)

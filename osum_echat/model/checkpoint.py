@@ -3,9 +3,11 @@ openai-whisper / HF Whisper (encoder) and HF Qwen2 (LLM) weights.
 
 Loading is strict: every model key must be provided and every file key must be used, apart
 from an explicit allow-list (derived positional tables, upstream's top-level aliases of the
-LLM embedding/head, a tied ``lm_head`` absent from the file, and fresh LoRA matrices when a
-plain checkpoint is loaded into a LoRA model). Anything else raises
-:class:`CheckpointError` naming the keys.
+LLM embedding/head, a tied ``lm_head`` absent from the file, fresh LoRA matrices when a
+plain checkpoint is loaded into a LoRA model, and the named upstream keys that no model of
+ours uses: OSUM's never-applied ``speaker_head``). Anything else raises
+:class:`CheckpointError` naming the keys. The aliases are checked against the real tensors
+whether the LLM keys are plain or PEFT-wrapped (``llama_model.base_model.model.*``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ DERIVED_KEYS = ("encoder.embed.pos_enc.pe", "speech_transformer.embed.pos_enc.pe
 ALIASES = {"embed_tokens.weight": "llama_model.model.embed_tokens.weight",
            "lm_head.weight": "llama_model.lm_head.weight"}
 TIED_HEAD = "llama_model.lm_head.weight"
+# Upstream keys of weights that exist in released files but are never used by upstream's own
+# forward or generate (OSUM's ``speaker_head``, a leftover of a speech-output experiment).
+IGNORED_UPSTREAM_KEYS = ("speaker_head.weight", "speaker_head.bias")
 
 
 class CheckpointError(RuntimeError):
@@ -65,13 +70,18 @@ def load_state_dict_strict(model: nn.Module, sd: Mapping[str, torch.Tensor], sou
     by_plain = {_plain_name(k): k for k in target}
     tied = getattr(getattr(model, "llama_model", None), "config", None)
     tied = bool(getattr(tied, "tie_word_embeddings", False))
+    file_by_plain = {_plain_name(k): k for k in sd}
     mapped: dict[str, torch.Tensor] = {}
     unexpected, mismatched = [], []
+    ignored = [k for k in sd if k in IGNORED_UPSTREAM_KEYS and k not in target]
+    if ignored:
+        logger.info("%s: ignoring unused upstream keys %s", source, ignored)
     for key, value in sd.items():
-        if key in DERIVED_KEYS:
+        if key in DERIVED_KEYS or key in ignored:
             continue
         if key in ALIASES:
-            other = sd.get(ALIASES[key])
+            real = file_by_plain.get(ALIASES[key])
+            other = sd.get(real) if real is not None else None
             if other is not None and (other.shape != value.shape or not torch.equal(other, value)):
                 raise CheckpointError(f"{source}: alias {key} differs from {ALIASES[key]}")
             if other is not None:

@@ -102,6 +102,9 @@ class ModelConfig:
     # 4096 CosyVoice codes + the speech boundary 4096; the embedding adds two input-speech
     # markers (4097 before, 4098 after the encoder output).
     speech_token_num: int = 4097
+    # The speech output head (``speech_head``): OSUM-EChat has one; OSUM (text output only) has
+    # none (its checkpoints carry an unused ``speaker_head`` that loading names and ignores).
+    speech_head: bool = True
     # Which parts get gradients: any of encoder, adapter, llm, lora, speech (emb + head).
     trainable: list[str] = field(default_factory=lambda: ["encoder", "adapter", "llm", "speech"])
     # Rows of the joint cross-entropy computed at once (bounds logits memory).

@@ -32,9 +32,16 @@ def _softmax_minus_onehot(lt: torch.Tensor, ls: torch.Tensor, t: torch.Tensor, v
     over the joint class space."""
     rows = torch.arange(t.shape[0], device=t.device)
     is_text = t < v_text
-    tl = torch.where(is_text, lt[rows, t.clamp(max=v_text - 1)], ls[rows, (t - v_text).clamp(min=0)])
     mt, at = lt.max(-1)
-    ms, as_ = ls.max(-1)
+    if ls.shape[1]:
+        ts = ls[rows, (t - v_text).clamp(min=0)]
+        ms, as_ = ls.max(-1)
+    elif bool((~is_text).any()):
+        raise ValueError("speech targets given to a model without speech classes (no speech head)")
+    else:  # a model without speech classes (no speech head): the text vocabulary alone
+        ts = lt.new_zeros(t.shape[0])
+        ms, as_ = torch.full_like(mt, float("-inf")), torch.zeros_like(at)
+    tl = torch.where(is_text, lt[rows, t.clamp(max=v_text - 1)], ts)
     pred = torch.where(mt >= ms, at, as_ + v_text)
     mx = torch.maximum(mt, ms)[:, None]
     # exp(logit - max) in place; the sums give the log-sum-exp

@@ -48,7 +48,7 @@ class OsumEChat(nn.Module):
     def __init__(
         self, encoder: nn.Module, down_sample_2: nn.Module, speech_transformer: nn.Module,
         speech_llama_proj: nn.Linear, llm: nn.Module, speech_token_num: int, loss_chunk_size: int = 512,
-        loss_norm: str = "token",
+        loss_norm: str = "token", speech_head: bool = True,
     ):
         super().__init__()
         self.encoder = encoder
@@ -60,7 +60,8 @@ class OsumEChat(nn.Module):
         self.llama_model = llm
         hidden = speech_llama_proj.out_features
         self.speech_token_emded = nn.Embedding(speech_token_num + 2, hidden)
-        self.speech_head = nn.Linear(hidden, speech_token_num)
+        # None for text-only models (OSUM): speech-output tasks are then refused by the decoder
+        self.speech_head = nn.Linear(hidden, speech_token_num) if speech_head else None
         self.speech_ids = SpeechIds.from_speech_token_num(speech_token_num)
         self.loss_chunk_size = loss_chunk_size
         if loss_norm not in LOSS_NORMS:
@@ -75,10 +76,11 @@ class OsumEChat(nn.Module):
 
     @property
     def speech_token_num(self) -> int:
-        """Speech classes of ``speech_head`` (codes + the boundary, 4097 for the release); also
-        the id of the input-speech start marker, i.e. the ``speech_token_num`` that
-        :func:`osum_echat.model.batch.collate` takes."""
-        return self.speech_head.out_features
+        """Speech classes (codes + the boundary, 4097 for the release; ``speech_head``'s width
+        when there is one); also the id of the input-speech start marker, i.e. the
+        ``speech_token_num`` that :func:`osum_echat.model.batch.collate` takes. A model without
+        a speech head (OSUM) still has the markers, at ``speech_token_num`` and + 1."""
+        return self.speech_ids.input_bos
 
     @property
     def lm_head_weight(self) -> torch.Tensor:
@@ -208,8 +210,12 @@ class OsumEChat(nn.Module):
         targets = labels[sel]
         n = targets.numel()
         weights = self._sample_weights(batch, sel) if self.loss_norm == "sample" and n else None
+        if self.speech_head is not None:
+            w_speech, b_speech = self.speech_head.weight, self.speech_head.bias
+        else:  # no speech classes: the joint space is the text vocabulary alone
+            w_speech, b_speech = self.lm_head_weight.new_zeros(0, h.shape[-1]), None
         loss_sum, per_tok, pred = joint_cross_entropy(
-            h[sel], targets, self.lm_head_weight, self.speech_head.weight, self.speech_head.bias,
+            h[sel], targets, self.lm_head_weight, w_speech, b_speech,
             self.loss_chunk_size, weights=weights, row_grads=per_token,
         )
         loss = loss_sum if weights is not None else loss_sum / max(n, 1)

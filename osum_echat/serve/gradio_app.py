@@ -25,6 +25,19 @@ TASK_CHOICES = {
     "TTS (text -> speech)": "tts",
     "T2T (text chat)": "t2t",
 }
+# OSUM mode (the base understanding model: text answers to speech only).
+OSUM_TASK_CHOICES = {
+    "ASR (speech recognition)": "asr",
+    "SRWT (ASR with word timestamps)": "srwt",
+    "VED (vocal event detection)": "ved",
+    "SER (speech emotion recognition)": "ser",
+    "SSR (speaking style recognition)": "ssr",
+    "SGC (speaker gender)": "sgc",
+    "SAP (speaker age)": "sap",
+    "STTC (speech-to-text chat)": "sttc",
+    "Own instruction": "understand",
+}
+MODES = {"echat": TASK_CHOICES, "osum": OSUM_TASK_CHOICES}
 THINKING = {"s2s": "s2s_think", "s2t_chat": "s2t_think"}
 
 
@@ -47,10 +60,10 @@ def _to_16k(audio) -> Optional[torch.Tensor]:
 
 
 def respond(bots: Mapping[str, object], model_tag: str, task_label: str, think: bool, audio,
-            text: str, instruction: str):
+            text: str, instruction: str, mode: str = "echat"):
     """-> (reply text, think text, (sample_rate, wav) or None, status line)."""
     bot = bots[model_tag]
-    task = TASK_CHOICES[task_label]
+    task = MODES[mode][task_label]
     if think and task in THINKING:
         task = THINKING[task]
     try:
@@ -66,19 +79,25 @@ def respond(bots: Mapping[str, object], model_tag: str, task_label: str, think: 
     return reply.text, reply.think, out_audio, status
 
 
-def build_app(bots: Mapping[str, object], title: str = "OSUM-EChat"):
-    """Gradio Blocks over one or more loaded EChat models (keyed by checkpoint tag)."""
+def build_app(bots: Mapping[str, object], title: str = "OSUM-EChat", mode: str = "echat"):
+    """Gradio Blocks over one or more loaded EChat models (keyed by checkpoint tag).
+    ``mode="osum"`` offers OSUM's eight understanding tasks (and an own instruction)."""
     import gradio as gr
 
     if not bots:
         raise ValueError("build_app needs at least one model")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+    choices = MODES[mode]
     tags = list(bots)
     with gr.Blocks(title=title) as app:
-        gr.Markdown(f"# {title}\nEmpathetic spoken chat: speak or type, pick a task.")
+        intro = ("Speech understanding: upload or record speech, pick a task." if mode == "osum"
+                 else "Empathetic spoken chat: speak or type, pick a task.")
+        gr.Markdown(f"# {title}\n{intro}")
         with gr.Row():
             with gr.Column():
                 model_tag = gr.Dropdown(tags, value=tags[0], label="checkpoint")
-                task = gr.Radio(list(TASK_CHOICES), value=list(TASK_CHOICES)[0], label="task")
+                task = gr.Radio(list(choices), value=list(choices)[0], label="task")
                 think = gr.Checkbox(value=False, label="think (S2S / S2T chat)")
                 audio = gr.Audio(sources=["microphone", "upload"], type="numpy", label="speech input")
                 text = gr.Textbox(label="text input (TTS / T2T)")
@@ -89,6 +108,6 @@ def build_app(bots: Mapping[str, object], title: str = "OSUM-EChat"):
                 thought = gr.Textbox(label="think")
                 speech = gr.Audio(label="spoken reply", type="numpy")
                 status = gr.Textbox(label="status")
-        go.click(lambda *a: respond(bots, *a), [model_tag, task, think, audio, text, instruction],
+        go.click(lambda *a: respond(bots, *a, mode=mode), [model_tag, task, think, audio, text, instruction],
                  [reply, thought, speech, status])
     return app

@@ -58,11 +58,11 @@ def write_jsonl(path: Path, records: list) -> str:
     return str(path)
 
 
-def run_loader(cfg: DataConfig, lists: dict, tok, train: bool = False, limit: int | None = None):
-    """All batches (or the first ``limit``) and the loader."""
+def run_loader(cfg: DataConfig, lists: dict, tok, train: bool = False, limit: int | None = None, **kw):
+    """All batches (or the first ``limit``) and the loader (``kw``: more build_loader options)."""
     from osum_echat.data.loader import build_loader
 
-    ld = build_loader(cfg, lists, tok, train=train)
+    ld = build_loader(cfg, lists, tok, train=train, **kw)
     out = []
     for b in ld:
         out.append(b)

@@ -81,6 +81,9 @@ def test_every_reason_counted(tiny_tok, tmp_path):
     cfg.filter.min_label_tokens = 50
     _, ld3 = run_loader(cfg, {"all": write_jsonl(tmp_path / "s.jsonl", [recs[-1]])}, tiny_tok)
     counts["label_too_short"] = ld3.drops.as_dict().get("label_too_short", 0)
+    tts = {"key": "tts", "txt": "hi", "task": "<TEXT2TOKEN>", "extra": {"speech_token": [1, 2, 3]}}
+    _, ld4 = run_loader(cfg, {"all": write_jsonl(tmp_path / "p.jsonl", [tts])}, tiny_tok, prompt_style="plain")
+    counts["unsupported_task"] = ld4.drops.as_dict().get("unsupported_task", 0)  # OSUM: no speech output
     missing = [r for r in REASONS if not counts.get(r)]
     assert not missing, (missing, counts)
     keys = [k for b in batches for k in b.keys]
