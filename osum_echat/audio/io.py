@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 from pathlib import Path
@@ -78,13 +79,27 @@ def load_audio(
     return torch.from_numpy(np.ascontiguousarray(mono)), sr
 
 
+@functools.lru_cache(maxsize=32)
+def _resampler(orig_sr: int, new_sr: int, device: str) -> torch.nn.Module:
+    """``torchaudio.transforms.Resample`` for one rate pair, built once: its windowed-sinc
+    kernel is computed in float64 and then stored in float32 (the functional form computes it
+    in the waveform's float32, which moves log-mel values by up to ~1e-3 at 22.05 kHz)."""
+    import torchaudio.transforms as AT
+
+    return AT.Resample(int(orig_sr), int(new_sr)).to(device)
+
+
 def resample(wav: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> torch.Tensor:
-    """Band-limited resampling (torchaudio's sinc interpolation); identity when rates match."""
+    """Band-limited resampling of ``(..., N)`` float audio -> ``(..., ceil(N * new / orig))``
+    float32; identity when the rates match. The one resampler of the project (inference, data
+    pipeline, speed perturbation, token2wav prompts), equal to ``torchaudio.transforms.Resample``
+    with its default Hann-windowed sinc (kernel cached per rate pair and device)."""
     if orig_sr == new_sr:
         return wav
-    import torchaudio.functional as AF
-
-    return AF.resample(wav, orig_sr, new_sr)
+    if orig_sr <= 0 or new_sr <= 0:
+        raise AudioError(f"cannot resample from {orig_sr} Hz to {new_sr} Hz")
+    with torch.no_grad():
+        return _resampler(int(orig_sr), int(new_sr), str(wav.device))(wav.float())
 
 
 def load_16k(source: str | Path | bytes, start: float | None = None, end: float | None = None) -> torch.Tensor:
