@@ -66,15 +66,37 @@ def sampling_overrides(args) -> list[str]:
     return out
 
 
+SPEECH_IN = ("asr", "understand", "s2t_chat", "s2t_think", "s2s", "s2s_think")
+
+
+def check_inputs(args) -> None:
+    """Every input path, before anything is loaded: one line (option, path, why) on error."""
+    from osum_echat.bin.checks import InputError, need_audio, need_dir, need_file, need_path
+
+    if args.task in SPEECH_IN and not args.wav:
+        raise InputError(f"error: --task {args.task} needs --wav (the spoken input)")
+    if args.task in ("tts", "t2t") and not args.text:
+        raise InputError(f"error: --task {args.task} needs --text")
+    need_audio(args.wav, "--wav")
+    need_file(args.checkpoint, "--checkpoint")
+    need_file(args.config, "--config")
+    need_path(args.tokenizer, "--tokenizer")
+    need_dir(args.token2wav_dir, "--token2wav_dir")
+    if args.voice and not str(args.voice).endswith(".pt"):
+        need_audio(args.voice, "--voice")
+    need_file(args.voice, "--voice")
+
+
 def main(argv=None) -> int:
     args, extra = parse_args(argv)
+    bad = [o for o in extra if "=" not in o]
+    if bad:
+        raise SystemExit(f"error: unknown arguments {bad} (overrides look like a.b=value)")
+    check_inputs(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from osum_echat.audio.io import save_wav
     from osum_echat.generate.echat import EChat
 
-    bad = [o for o in extra if "=" not in o]
-    if bad:
-        raise SystemExit(f"unknown arguments {bad}")
     bot = EChat.from_pretrained(args.checkpoint, args.config, args.tokenizer, args.device, args.dtype,
                                 args.token2wav_dir, [o.lstrip("-") for o in extra] + sampling_overrides(args),
                                 voice=args.voice)

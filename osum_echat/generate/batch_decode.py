@@ -55,7 +55,7 @@ def iter_items(list_path: str, prefix_map: dict[str, str], data_type: str = "aut
 
 
 def _feats(ref, sample_rate: int, n_mels: int):
-    wav, sr = load_audio(ref.source(), ref.start, ref.end)
+    wav, sr = load_audio(ref.source(), ref.start, ref.end, name=ref.label())
     wav = resample(wav, sr, sample_rate)
     if wav.numel() < N_FFT:
         raise DropSample("too_short_for_encoder", f"{wav.numel()} samples")
