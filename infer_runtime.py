@@ -79,18 +79,41 @@ def sampling_overrides(args) -> list[str]:
     return out
 
 
+def check_inputs(args) -> None:
+    """Every input path, before anything is loaded: one line (option, path, why) on error."""
+    from osum_echat.bin.checks import InputError, need_audio, need_dir, need_file, need_path
+    from osum_echat.data.tasks import get_spec
+    from osum_echat.generate.echat import task_tag
+
+    spec = get_spec(task_tag(args.task), "understand")
+    text_in = spec.text_input or spec.family == "t2t"
+    if not text_in and not args.wav:
+        raise InputError(f"error: --task {args.task} needs --wav (the spoken input)")
+    if text_in and not args.text:
+        raise InputError(f"error: --task {args.task} needs --text")
+    need_audio(args.wav, "--wav")
+    need_file(args.checkpoint, "--checkpoint")
+    need_file(args.config, "--config")
+    need_path(args.tokenizer, "--tokenizer")
+    need_dir(args.token2wav_dir, "--token2wav_dir")
+    if args.voice and not str(args.voice).endswith(".pt"):
+        need_audio(args.voice, "--voice")
+    need_file(args.voice, "--voice")
+
+
 def main(argv=None) -> int:
     args, extra = parse_args(argv)
+    bad = [o for o in extra if "=" not in o]
+    if bad:
+        raise SystemExit(f"error: unknown arguments {bad} (overrides look like a.b=value)")
+    if (args.task is None) == (args.task_tag is None):
+        raise SystemExit("error: give exactly one of --task and --task_tag")
+    args.task = args.task or args.task_tag
+    check_inputs(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from osum_echat.audio.io import save_wav
     from osum_echat.generate.echat import MODEL_CONFIGS, EChat, task_tag
 
-    bad = [o for o in extra if "=" not in o]
-    if bad:
-        raise SystemExit(f"unknown arguments {bad}")
-    if (args.task is None) == (args.task_tag is None):
-        raise SystemExit("give exactly one of --task and --task_tag")
-    args.task = args.task or args.task_tag
     config = args.config or str(MODEL_CONFIGS[args.model])
     bot = EChat.from_pretrained(args.checkpoint, config, args.tokenizer, args.device, args.dtype,
                                 args.token2wav_dir, [o.lstrip("-") for o in extra] + sampling_overrides(args),

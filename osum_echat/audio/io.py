@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 from pathlib import Path
@@ -43,26 +44,55 @@ def _pcm16_wav(data: bytes) -> tuple[torch.Tensor, int] | None:
     return None
 
 
+def _describe(source: str | Path | bytes, name: str | None) -> str:
+    if name:
+        return name
+    return "<audio bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+
+
+def _why(err: Exception) -> str:
+    """soundfile's message without its 'Error opening ...:' prefix (the caller names the file)."""
+    text = str(err).strip()
+    if text.startswith("Error opening") and ": " in text:
+        text = text.rsplit(": ", 1)[-1]
+    return text.rstrip(".") or type(err).__name__
+
+
+def check_audio_path(path: str | Path) -> None:
+    """Raise :class:`AudioError` with a clear message when ``path`` is not an existing file."""
+    p = Path(path)
+    if not p.exists():
+        where = "" if p.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        raise AudioError(f"audio file not found: {p}{where}")
+    if not p.is_file():
+        raise AudioError(f"audio path is not a file: {p}")
+
+
 def load_audio(
-    source: str | Path | bytes, start: float | None = None, end: float | None = None
+    source: str | Path | bytes, start: float | None = None, end: float | None = None,
+    name: str | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Read a file path or encoded bytes -> (mono waveform (N,) float32, sample_rate).
 
     ``start``/``end`` (seconds) read only that segment. Multichannel audio is averaged to
-    mono. Raises :class:`AudioError` with the reason for unreadable or empty input.
+    mono. ``name`` names bytes in messages (e.g. "member k.wav of a.tar"). Raises
+    :class:`AudioError` naming the file and the reason for missing, unreadable or empty input.
     """
-    if isinstance(source, (bytes, bytearray)) and start is None:
+    is_bytes = isinstance(source, (bytes, bytearray))
+    if is_bytes and start is None:
         fast = _pcm16_wav(bytes(source))
         if fast is not None:
             return fast
-    handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source)
-    name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+    label = _describe(source, name)
+    if not is_bytes:
+        check_audio_path(source)
+    handle = io.BytesIO(source) if is_bytes else str(source)
     try:
         with sf.SoundFile(handle) as f:
             sr = f.samplerate
             if start is not None:
                 if end is not None and end <= start:
-                    raise AudioError(f"{name}: end {end} <= start {start}")
+                    raise AudioError(f"{label}: end {end} <= start {start}")
                 f.seek(int(round(start * sr)))
                 frames = -1 if end is None else int(round((end - start) * sr))
             else:
@@ -71,20 +101,34 @@ def load_audio(
     except AudioError:
         raise
     except Exception as err:  # soundfile raises LibsndfileError / RuntimeError / TypeError
-        raise AudioError(f"{name}: unreadable audio ({err})") from None
+        raise AudioError(f"{label}: not readable as audio ({_why(err)})") from None
     if data.shape[0] == 0:
-        raise AudioError(f"{name}: no samples")
+        raise AudioError(f"{label}: no samples")
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return torch.from_numpy(np.ascontiguousarray(mono)), sr
 
 
+@functools.lru_cache(maxsize=32)
+def _resampler(orig_sr: int, new_sr: int, device: str) -> torch.nn.Module:
+    """``torchaudio.transforms.Resample`` for one rate pair, built once: its windowed-sinc
+    kernel is computed in float64 and then stored in float32 (the functional form computes it
+    in the waveform's float32, which moves log-mel values by up to ~1e-3 at 22.05 kHz)."""
+    import torchaudio.transforms as AT
+
+    return AT.Resample(int(orig_sr), int(new_sr)).to(device)
+
+
 def resample(wav: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> torch.Tensor:
-    """Band-limited resampling (torchaudio's sinc interpolation); identity when rates match."""
+    """Band-limited resampling of ``(..., N)`` float audio -> ``(..., ceil(N * new / orig))``
+    float32; identity when the rates match. The one resampler of the project (inference, data
+    pipeline, speed perturbation, token2wav prompts), equal to ``torchaudio.transforms.Resample``
+    with its default Hann-windowed sinc (kernel cached per rate pair and device)."""
     if orig_sr == new_sr:
         return wav
-    import torchaudio.functional as AF
-
-    return AF.resample(wav, orig_sr, new_sr)
+    if orig_sr <= 0 or new_sr <= 0:
+        raise AudioError(f"cannot resample from {orig_sr} Hz to {new_sr} Hz")
+    with torch.no_grad():
+        return _resampler(int(orig_sr), int(new_sr), str(wav.device))(wav.float())
 
 
 def load_16k(source: str | Path | bytes, start: float | None = None, end: float | None = None) -> torch.Tensor:

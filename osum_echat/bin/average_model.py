@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--src_dir", required=True, help="model_dir of a run (holds step_N.pt)")
     p.add_argument("--num", type=int, default=5, help="how many of the newest step checkpoints")
     args = p.parse_args(argv)
+    from osum_echat.bin.checks import need_dir
+
+    need_dir(args.src_dir, "--src_dir")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     tags = step_tags(args.src_dir)[-args.num:]
     if not tags:

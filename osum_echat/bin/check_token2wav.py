@@ -40,6 +40,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--stream", action="store_true")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    from osum_echat.bin.checks import need_audio, need_dir, need_file
+
+    need_dir(args.dir, "--dir")
+    need_file(args.voice, "--voice")
+    if args.voice and not str(args.voice).endswith(".pt"):
+        need_audio(args.voice, "--voice")
     logging.basicConfig(level=logging.INFO)
     import soundfile as sf
 

@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--fp32", action="store_true", help="gather the fp32 master weights (any ZeRO stage)")
     args = p.parse_args(argv)
+    from osum_echat.bin.checks import need_dir
+
+    need_dir(args.ckpt_dir, "--ckpt_dir")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     convert(args.ckpt_dir, args.out, args.fp32)
 

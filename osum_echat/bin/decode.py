@@ -52,7 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown arguments {bad} (overrides look like a.b=value)")
     if not args.merge:
         if not args.data_list:
-            raise SystemExit("--data_list is required")
+            raise SystemExit("error: --data_list is required")
+        from osum_echat.bin.checks import need_file, need_path
+
+        need_file(args.data_list, "--data_list")
+        need_file(args.config, "--config")
+        need_file(args.checkpoint, "--checkpoint")
+        need_path(args.tokenizer, "--tokenizer")
         from osum_echat.generate.echat import MODEL_CONFIGS, EChat, task_tag
 
         job = args.job_id if args.job_id is not None else 0

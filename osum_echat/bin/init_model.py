@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=777)
     ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.llm.num_layers=2")
     args = ap.parse_args(argv)
+    from osum_echat.bin.checks import need_dir, need_file, need_path
+
+    need_file(args.config, "--config")
+    need_path(args.whisper, "--whisper")
+    need_dir(args.llm, "--llm")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_config(args.config, args.overrides)
     cfg.model.llm.init = "config"  # the weights come from --llm below (strictly checked)

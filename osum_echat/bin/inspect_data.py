@@ -2,7 +2,7 @@
 
     python -m osum_echat.bin.inspect_data --list data.list [--data_type raw|shard]
         [--tokenizer DIR] [-n 3] [--config conf.yaml] [--path_prefix_map OLD=NEW]
-        [--think_style language|tag]
+        [--think_style language|tag] [--path_root DIR] [--drops_out drops.jsonl]
 
 Without --tokenizer the real Qwen2 BPE is rebuilt from dashscope's qwen.tiktoken when that is
 installed (same ids as Qwen2.5), otherwise a small BPE is trained on the list's texts on the
@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections import defaultdict
 
 from osum_echat.data.config import DataConfig
-from osum_echat.data.drops import DropCounter
+from osum_echat.data.drops import DropCounter, DropFile
 from osum_echat.data.loader import build_renderer
 from osum_echat.data.pipeline import StageContext, sample_stages
 from osum_echat.data.sources import iter_unit, read_list
@@ -60,6 +61,20 @@ def render(segments, tok) -> str:
     return "".join(parts)
 
 
+def path_root_hint(list_path: str, records: list[dict], total: int) -> str | None:
+    """When most records' files are missing relative to the working directory but exist
+    relative to the list's folder: the line telling the user to set data.path_root."""
+    missing = [r["path"] for r in records if r.get("path") and not os.path.isabs(r["path"])]
+    if not missing or len(missing) * 2 < max(total, 1):
+        return None
+    folder = os.path.dirname(os.path.abspath(list_path))
+    there = sum(os.path.exists(os.path.join(folder, m)) for m in missing)
+    if there * 2 < len(missing):
+        return None
+    return (f"{len(missing)}/{total} paths not found relative to CWD ({os.getcwd()}); they exist "
+            f"relative to the list's folder — set data.path_root={folder} (or --path_root {folder})")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--list", required=True)
@@ -68,8 +83,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-n", type=int, default=3, help="examples per task")
     p.add_argument("--config", default=None, help="experiment YAML (its data/text sections are used)")
     p.add_argument("--path_prefix_map", action="append", default=[], help="OLD=NEW path prefix")
+    p.add_argument("--path_root", default=None, help="folder for relative paths (data.path_root)")
     p.add_argument("--think_style", default=None, choices=["language", "tag"])
+    p.add_argument("--drops_out", default=None, help="write every drop as a JSON line to this file")
     a = p.parse_args(argv)
+    from osum_echat.bin.checks import need_file, need_path
+
+    need_file(a.list, "--list")
+    need_file(a.config, "--config")
+    need_path(a.tokenizer, "--tokenizer")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     cfg, think, style = DataConfig(), "language", {}
     if a.config:
@@ -80,16 +102,23 @@ def main(argv: list[str] | None = None) -> None:
         style = {"prompt_style": exp.text.prompt_style, "lowercase_labels": exp.text.lowercase_labels}
     cfg.data_type = a.data_type
     cfg.path_prefix_map.update(dict(x.split("=", 1) for x in a.path_prefix_map))
+    if a.path_root is not None:
+        cfg.path_root = a.path_root
     think = a.think_style or think
-    units = read_list(a.list, cfg.path_prefix_map)
-    drops = DropCounter()
-    raw = [s for i, u in enumerate(units[:50]) for s in iter_unit(u, str(i), cfg.path_prefix_map, DropCounter(), cfg.data_type)]
+    drops = DropCounter(collect=True)
+    units = read_list(a.list, cfg.path_prefix_map, drops, cfg.path_root)
+
+    def samples(counter: DropCounter, limit: int | None = None):
+        for i, u in enumerate(units[:limit]):
+            yield from iter_unit(u, str(i), cfg.path_prefix_map, counter, cfg.data_type, cfg.path_root)
+
+    # texts for the fallback tokenizer: a silent pass (its drops are counted below, once)
+    raw = list(samples(DropCounter(quiet=True), 50)) if not a.tokenizer else []
     tok = _tokenizer(a.tokenizer, [s.txt for s in raw])
     ctx = StageContext(cfg=cfg, renderer=build_renderer(cfg, tok, think, **style), drops=drops, train=False)
-    samples = (s for i, u in enumerate(units) for s in iter_unit(u, str(i), cfg.path_prefix_map, drops, cfg.data_type))
     shown: dict[str, int] = defaultdict(int)
     total = 0
-    for s in sample_stages(samples, ctx):
+    for s in sample_stages(samples(drops), ctx):
         total += 1
         if shown[s.spec.name] >= a.n:
             continue
@@ -98,8 +127,14 @@ def main(argv: list[str] | None = None) -> None:
               f"{s.length} positions, label {s.label_len} ids, codes {s.codes_len}")
         print(render(s.segments, tok))
         print()
+    records = drops.take_records()
+    if a.drops_out:
+        DropFile(a.drops_out).write(records)
     print(f"kept {total} examples; per task shown: {dict(shown)}")
-    print(f"drops: {drops.as_dict() or 'none'}")
+    print(f"drops: {drops.as_dict() or 'none'}" + (f" (every drop in {a.drops_out})" if a.drops_out else ""))
+    hint = path_root_hint(a.list, records, total + drops.total())
+    if hint:
+        print(f"hint: {hint}")
 
 
 if __name__ == "__main__":

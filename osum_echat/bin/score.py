@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from osum_echat.bin.checks import need_file
 from osum_echat.eval.score import METRICS, read_kv, score, summary_line
 
 
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag_group", default=None, help="AGE | GENDER | EMOTION | any tag name list key")
     p.add_argument("--json", default=None, help="output JSON (default: <hyp dir>/score_<metric>.json)")
     args = p.parse_args(argv)
+    need_file(args.ref, "--ref")
+    need_file(args.hyp, "--hyp")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     s = score(read_kv(args.ref), read_kv(args.hyp), args.metric, args.tag_group)
     out = Path(args.json) if args.json else Path(args.hyp).parent / f"score_{args.metric}.json"

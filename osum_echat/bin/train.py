@@ -92,6 +92,19 @@ def data_lists(args: argparse.Namespace) -> dict[str, str]:
     return lists
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """Every input path, before anything is built: one line (option, path, why) on error."""
+    from osum_echat.bin.checks import need_file, need_path
+
+    need_file(args.config, "--config")
+    for fam in FAMILIES:
+        need_file(getattr(args, f"train_data_{fam}"), f"--train_data_{fam}")
+    need_file(args.cv_data, "--cv_data")
+    need_path(args.checkpoint, "--checkpoint")
+    need_path(args.whisper_init, "--whisper_init")
+    need_file(args.deepspeed_config, "--deepspeed_config")
+
+
 def run(argv: list[str] | None = None):
     """Train; returns the Trainer (its engine holds the model). Does not tear down the group."""
     from osum_echat.data.loader import build_loader
@@ -101,6 +114,7 @@ def run(argv: list[str] | None = None):
     from osum_echat.train.trainer import Trainer, TrainState
 
     args = get_parser().parse_args(argv)
+    check_inputs(args)
     info = dist_util.env_info()
     cfg = load_config(args.config, args.overrides)
     device = devlib.resolve_device(args.device, info.local_rank)
@@ -119,12 +133,16 @@ def run(argv: list[str] | None = None):
     style = {"prompt_style": cfg.text.prompt_style, "lowercase_labels": cfg.text.lowercase_labels}
     loader = build_loader(cfg.data, data_lists(args), tokenizer, think_style=cfg.text.think_style,
                           text_vocab_size=vocab, rank=info.rank, world_size=info.world_size, **style)
+    drops_file = model_dir / ("drops.jsonl" if info.rank == 0 else f"drops.rank{info.rank}.jsonl")
+    loader.write_drops_to(drops_file)  # every drop: key, origin, reason, detail, family, step
     cv_fn = None
     if args.cv_data:
         def cv_fn():
-            return build_loader(cfg.data, {"all": args.cv_data}, tokenizer, think_style=cfg.text.think_style,
-                                text_vocab_size=vocab, rank=info.rank, world_size=info.world_size, train=False,
-                                **style)
+            cv = build_loader(cfg.data, {"all": args.cv_data}, tokenizer, think_style=cfg.text.think_style,
+                              text_vocab_size=vocab, rank=info.rank, world_size=info.world_size, train=False,
+                              **style)
+            cv.write_drops_to(drops_file.with_name(drops_file.stem + ".cv.jsonl"))
+            return cv
     init = None if resume_tag else args.checkpoint
     model = build_model_for_training(cfg, init, None if resume_tag else args.whisper_init)
     state = TrainState()

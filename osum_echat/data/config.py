@@ -72,6 +72,9 @@ class DataConfig:
     data_type: str = "auto"  # auto | raw | shard
     # Rewrite path prefixes in lists, metadata and raw 'wav' fields (first match wins).
     path_prefix_map: dict[str, str] = field(default_factory=dict)
+    # Folder that relative wav / tar / jsonl / metadata paths are joined to ('' = the working
+    # directory, as in WeNet). Applied after path_prefix_map; never to the list file itself.
+    path_root: str = ""
     default_task: str = "<TRANSCRIBE>"  # task when a record has none; '' = drop ('missing_field')
     unknown_task: str = "drop"  # drop | understand (treat as an understanding task, no prompt)
     prompt_files: list[str] = field(default_factory=lambda: ["conf/prompts/understanding.yaml"])

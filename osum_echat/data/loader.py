@@ -29,6 +29,7 @@ import copy
 import logging
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from osum_echat.data import batching, pipeline
 from osum_echat.data.config import DataConfig
-from osum_echat.data.drops import DropCounter
+from osum_echat.data.drops import DropCounter, DropFile
 from osum_echat.data.render import Renderer
 from osum_echat.data.sources import iter_unit, read_list
 
@@ -77,7 +78,7 @@ class FamilyStream:
         n = 0
         for idx, line in self._units(epoch):
             for s in iter_unit(line, str(self.repeat[idx]), self.cfg.path_prefix_map, self.drops,
-                               self.cfg.data_type):
+                               self.cfg.data_type, self.cfg.path_root):
                 keep = not self.by_sample or n % self.num_slots == self.slot
                 n += 1
                 if keep:
@@ -114,9 +115,9 @@ class FamilyStream:
                 if items:
                     yield batching.collate_samples(items, self.text_vocab_size,
                                                    self.cfg.speech_token_num, pack)
+            # drop totals are logged by the main process only (this slot sees a part of them)
             logger.info("family %s slot %d: epoch %d done (%d batches)", self.name, self.slot,
                         self.epoch, emitted)
-            self.drops.log(f"{self.name} epoch {self.epoch}")
             if emitted == 0 or self.cfg.on_exhaust == "drop" or not self.train:
                 if emitted == 0 and self.cfg.on_exhaust == "restart" and self.train:
                     logger.warning("family %s gives no batch on slot %d: leaving the mix",
@@ -127,7 +128,9 @@ class FamilyStream:
 
 
 class MixtureDataset(IterableDataset):
-    """Yields ``(Batch, cursor, drop_delta)``; :class:`ResumableLoader` unwraps it."""
+    """Yields ``(Batch, cursor, drop_delta)``; :class:`ResumableLoader` unwraps it.
+    ``drop_delta`` = ``{family: {"counts": {reason: n}, "records": [drop record, ...]}}``
+    (what happened since the previous item)."""
 
     def __init__(self, lists: dict[str, list[str]], cfg: DataConfig, renderer: Renderer,
                  text_vocab_size: int, rank: int = 0, world_size: int = 1,
@@ -145,7 +148,7 @@ class MixtureDataset(IterableDataset):
         role = ((info.id if info else 0) + self.rotation) % n_workers
         if info is not None:
             torch.set_num_threads(1)
-        drops = DropCounter()
+        drops = {fam: DropCounter(collect=True) for fam in self.lists}
         cur = self.resume.get(str(role), {})
         fam_cur = cur.get("families", {})
         slot, n_slots = self.rank + self.world * role, self.world * n_workers
@@ -153,7 +156,7 @@ class MixtureDataset(IterableDataset):
         for fam, lines in self.lists.items():
             if self.weights[fam] <= 0:  # weight 0: the family is switched off
                 continue
-            st = FamilyStream(fam, lines, self.cfg, self.renderer, drops, slot, n_slots,
+            st = FamilyStream(fam, lines, self.cfg, self.renderer, drops[fam], slot, n_slots,
                               self.train, self.text_vocab_size)
             c = fam_cur.get(fam, {})
             streams[fam] = st
@@ -180,11 +183,19 @@ class MixtureDataset(IterableDataset):
             local += 1
             cursor = {"role": role, "local_step": local,
                       "families": {f: s.cursor() for f, s in streams.items()}}
-            yield (_to_wire(out) if info is not None else out), cursor, drops.delta()
-        drops.log(f"worker role {role} end")
+            yield (_to_wire(out) if info is not None else out), cursor, _drop_delta(drops)
         # a last message with no batch so that the final drop counts reach the main process
         yield None, {"role": role, "local_step": local,
-                     "families": {f: s.cursor() for f, s in streams.items()}}, drops.delta()
+                     "families": {f: s.cursor() for f, s in streams.items()}}, _drop_delta(drops)
+
+
+def _drop_delta(drops: dict[str, DropCounter]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for fam, d in drops.items():
+        counts, records = d.delta(), d.take_records()
+        if counts or records:
+            out[fam] = {"counts": counts, "records": records}
+    return out
 
 
 def _to_wire(batch: Any) -> dict[str, Any]:
@@ -208,11 +219,42 @@ class ResumableLoader:
     """Iterates Batches (in a DataLoader when ``num_workers`` > 0) and tracks the exact
     resume state; ``state_dict()`` / ``load_state_dict()`` round-trip through checkpoints."""
 
-    def __init__(self, dataset: MixtureDataset, cfg: DataConfig) -> None:
+    def __init__(self, dataset: MixtureDataset, cfg: DataConfig,
+                 startup_drops: dict[str, DropCounter] | None = None) -> None:
         self.dataset, self.cfg = dataset, cfg
         self.step = 0
         self.workers: dict[str, Any] = {}
-        self.drops = DropCounter()
+        self.drops = DropCounter()  # totals by reason, all families
+        self.family_drops: dict[str, DropCounter] = {}
+        self.drop_file: DropFile | None = None
+        self._pending: list[dict[str, Any]] = []  # drop records not yet written
+        for fam, c in (startup_drops or {}).items():  # e.g. list lines that are not UTF-8
+            self._absorb({fam: {"counts": c.delta(), "records": c.take_records()}})
+
+    def write_drops_to(self, path: str | Path) -> None:
+        """Append every drop record (key, origin, reason, detail, family, step) to ``path``."""
+        self.drop_file = DropFile(path)
+        self.drop_file.write(self._pending)
+        self._pending = []
+
+    def _absorb(self, delta: dict[str, dict[str, Any]]) -> None:
+        for fam, d in delta.items():
+            self.drops.merge(d["counts"])
+            self.family_drops.setdefault(fam, DropCounter()).merge(d["counts"])
+            records = [{**r, "family": fam, "step": self.step} for r in d["records"]]
+            if self.drop_file is not None:
+                self.drop_file.write(records)
+            else:
+                self._pending.extend(records[: max(0, 100_000 - len(self._pending))])
+
+    def log_drops(self, where: str) -> None:
+        """One line: the total by reason, then each family's total (they add up)."""
+        if not self.drops.counts:
+            return
+        fams = "; ".join(f"{f} {c.total()} {c.as_dict()}" for f, c in sorted(self.family_drops.items())
+                         if c.counts)
+        logger.info("drops (%s): total %d %s; by family: %s", where, self.drops.total(),
+                    self.drops.as_dict(), fams)
 
     @property
     def num_roles(self) -> int:
@@ -222,7 +264,8 @@ class ResumableLoader:
         return {"version": 1, "step": self.step, "num_workers": self.cfg.num_workers,
                 "rank": self.dataset.rank, "world_size": self.dataset.world,
                 "seed": self.cfg.seed, "families": sorted(self.dataset.lists),
-                "workers": copy.deepcopy(self.workers), "drops": self.drops.as_dict()}
+                "workers": copy.deepcopy(self.workers), "drops": self.drops.as_dict(),
+                "family_drops": {f: c.as_dict() for f, c in self.family_drops.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         mine = self.state_dict()
@@ -234,6 +277,10 @@ class ResumableLoader:
         self.workers = copy.deepcopy(state["workers"])
         self.drops = DropCounter()
         self.drops.merge(state.get("drops", {}))
+        self.family_drops = {}
+        for fam, counts in state.get("family_drops", {}).items():
+            self.family_drops[fam] = DropCounter()
+            self.family_drops[fam].merge(counts)
 
     def __iter__(self) -> Iterator[Any]:
         ds = self.dataset
@@ -246,7 +293,7 @@ class ResumableLoader:
         else:
             it = iter(ds)
         for batch, cursor, delta in it:
-            self.drops.merge(delta)
+            self._absorb(delta)
             if batch is None:  # end-of-worker report
                 continue
             if isinstance(batch, dict):
@@ -254,9 +301,9 @@ class ResumableLoader:
             self.step += 1
             self.workers[str(cursor["role"])] = cursor
             if self.cfg.drop_log_interval and self.step % self.cfg.drop_log_interval == 0:
-                self.drops.log(f"step {self.step}")
+                self.log_drops(f"step {self.step}")
             yield batch
-        self.drops.log("end of stream")
+        self.log_drops("end of stream")
 
 
 def build_renderer(cfg: DataConfig, tokenizer, think_style: str = "language",
@@ -284,10 +331,11 @@ def build_loader(cfg: DataConfig, lists: dict[str, str], tokenizer, think_style:
     of the list order (CV / inspection)."""
     renderer = build_renderer(cfg, tokenizer, think_style, text_vocab_size, prompt_style, lowercase_labels)
     vocab = renderer.ids.text_vocab_size
-    units = {f: read_list(p, cfg.path_prefix_map) for f, p in lists.items()}
+    startup = {f: DropCounter(collect=True) for f in lists}
+    units = {f: read_list(p, cfg.path_prefix_map, startup[f], cfg.path_root) for f, p in lists.items()}
     if not train:
         cfg = copy.deepcopy(cfg)
         cfg.on_exhaust = "drop"
         cfg.batch.shuffle = False
     ds = MixtureDataset(units, cfg, renderer, vocab, rank, world_size, train)
-    return ResumableLoader(ds, cfg)
+    return ResumableLoader(ds, cfg, startup)

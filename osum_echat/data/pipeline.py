@@ -13,6 +13,7 @@ shape, which is all the batcher needs to reproduce batch boundaries.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -99,7 +100,7 @@ def tokenize(samples: Samples, ctx: StageContext) -> Samples:
                 if f.max_seq_len and s.length > f.max_seq_len:
                     raise DropSample("seq_too_long", str(s.length))
         except DropSample as d:
-            ctx.drops.add(d.reason, s.key, str(d))
+            ctx.drops.add(d.reason, s.key, d.detail, origin=s.origin)
             continue
         yield s
 
@@ -151,10 +152,12 @@ def decode(samples: Samples, ctx: StageContext) -> Samples:
                     n, sr = audio_info(ref)
                     decoded.append((None, n, sr))
                 else:
-                    wav, sr = load_audio(ref.source(), ref.start, ref.end)
+                    wav, sr = load_audio(ref.source(), ref.start, ref.end, name=ref.label())
                     decoded.append((wav, int(wav.numel()), sr))
         except (AudioError, RuntimeError, OSError, ValueError) as err:
-            ctx.drops.add("unreadable_audio", s.key, str(err)[:120])
+            missing = ref.path if ref.data is None and ref.path and not os.path.isfile(ref.path) else None
+            detail = str(err) if isinstance(err, AudioError) else f"{ref.label()}: {err}"
+            ctx.drops.add("unreadable_audio", s.key, detail[:300], origin=s.origin, path=missing)
             continue
         for item, (wav, n, sr) in zip(s.history, decoded):
             item.feats, item.num_samples, item.sample_rate = wav, n, sr  # waveform until `features`
@@ -213,15 +216,15 @@ def filter_audio(samples: Samples, ctx: StageContext) -> Samples:
         if s.spec.speech_in or s.history:
             lens = [h.num_samples for h in s.history] + ([s.num_samples] if s.spec.speech_in else [])
             if min(lens) < N_FFT:
-                ctx.drops.add("too_short_for_encoder", s.key, f"{min(lens)} samples")
+                ctx.drops.add("too_short_for_encoder", s.key, f"{min(lens)} samples", origin=s.origin)
                 continue
         if s.spec.speech_in:
             frames = s.num_samples // HOP_LENGTH
             if frames < f.min_frames:
-                ctx.drops.add("too_short", s.key, f"{frames} frames")
+                ctx.drops.add("too_short", s.key, f"{frames} frames", origin=s.origin)
                 continue
             if frames > f.max_frames:
-                ctx.drops.add("too_long", s.key, f"{frames} frames")
+                ctx.drops.add("too_long", s.key, f"{frames} frames", origin=s.origin)
                 continue
         yield s
 
@@ -250,7 +253,7 @@ def features(samples: Samples, ctx: StageContext) -> Samples:
             s.wav = None
             s.length = example_length_of(s)
             if f.max_seq_len and s.length > f.max_seq_len:
-                ctx.drops.add("seq_too_long", s.key, str(s.length))
+                ctx.drops.add("seq_too_long", s.key, str(s.length), origin=s.origin)
                 continue
         yield s
 

@@ -41,7 +41,7 @@ class DropSample(Exception):
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+        self.reason, self.detail = reason, detail
 
 
 def load_prompt_files(files: Iterable[str | Path]) -> dict[str, list[str]]:

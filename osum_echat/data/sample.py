@@ -19,9 +19,13 @@ class AudioRef:
     start: float | None = None
     end: float | None = None
     suffix: str = "wav"
+    name: str = ""  # for messages: "member KEY.wav of TAR" (bytes); the path otherwise
 
     def source(self) -> bytes | str:
         return self.data if self.data is not None else str(self.path)
+
+    def label(self) -> str:
+        return self.name or str(self.path)
 
 
 @dataclass

@@ -37,16 +37,16 @@ class Item:
 
 
 def iter_items(list_path: str, prefix_map: dict[str, str], data_type: str = "auto",
-               nj: int = 1, job_id: int = 0) -> Iterator[Item]:
-    """This job's samples of the list, in list order."""
-    lines = read_list(list_path, prefix_map)
-    by_line = len(lines) >= nj
+               nj: int = 1, job_id: int = 0, root: str = "") -> Iterator[Item]:
+    """This job's samples of the list, in list order (``root``: ``data.path_root``)."""
     drops = DropCounter()
+    lines = read_list(list_path, prefix_map, drops, root)
+    by_line = len(lines) >= nj
     k = 0
     for i, line in enumerate(lines):
         if by_line and i % nj != job_id:
             continue
-        for j, s in enumerate(iter_unit(line, str(i), prefix_map, drops, data_type)):
+        for j, s in enumerate(iter_unit(line, str(i), prefix_map, drops, data_type, root)):
             if by_line or k % nj == job_id:
                 yield Item(i, j, s)
             k += 1
@@ -55,7 +55,7 @@ def iter_items(list_path: str, prefix_map: dict[str, str], data_type: str = "aut
 
 
 def _feats(ref, sample_rate: int, n_mels: int):
-    wav, sr = load_audio(ref.source(), ref.start, ref.end)
+    wav, sr = load_audio(ref.source(), ref.start, ref.end, name=ref.label())
     wav = resample(wav, sr, sample_rate)
     if wav.numel() < N_FFT:
         raise DropSample("too_short_for_encoder", f"{wav.numel()} samples")
@@ -141,7 +141,7 @@ def decode_job(bot, list_path: str, out_dir: str | Path, task: Optional[str] = N
         n += len(ok)
         pending.clear()
 
-    for item in iter_items(list_path, cfg.path_prefix_map, data_type, nj, job_id):
+    for item in iter_items(list_path, cfg.path_prefix_map, data_type, nj, job_id, cfg.path_root):
         if item.sample.key in writer.done:
             continue
         try:

@@ -23,6 +23,14 @@ V1_FLOW_CLASS = "MaskedDiffWithXvec"
 V1_HIFT_CLASS = "HiFTGenerator"
 
 
+def frames_for(n_tokens: int, token_rate: int, sample_rate: int = 22050, hop: int = 256) -> int:
+    """Mel frames for ``n_tokens`` at ``token_rate`` Hz: ``int(n / rate * sr / hop)`` in double
+    precision, left to right, as upstream's flow computes it. Not the exact integer floor: at
+    4480, 7296, 8832, ... codes the float product rounds just below a whole number and gives
+    one frame fewer, and the released model's outputs have that length."""
+    return int(n_tokens / token_rate * sample_rate / hop)
+
+
 @dataclass
 class Tagged:
     """A YAML node that carried a ``!`` tag, e.g. ``!new:cosyvoice.flow.flow.MaskedDiffWithXvec``."""
@@ -186,8 +194,8 @@ class Token2WavConfig:
         return self.flow.input_frame_rate
 
     def mel_frames(self, n_tokens: int) -> int:
-        """Mel frames for ``n_tokens`` codes: floor(n / rate * sr / hop), in exact integers."""
-        return n_tokens * self.sample_rate // (self.token_rate * self.mel.hop_size)
+        """Mel frames for ``n_tokens`` codes, computed as upstream does (see :func:`frames_for`)."""
+        return frames_for(n_tokens, self.token_rate, self.sample_rate, self.mel.hop_size)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

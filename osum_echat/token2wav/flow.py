@@ -14,18 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from osum_echat.token2wav.config import FlowConfig
+from osum_echat.token2wav.config import FlowConfig, frames_for
 from osum_echat.token2wav.encoder import ConformerEncoder, pad_mask
 from osum_echat.token2wav.estimator import ConditionalDecoder
 
 # The regulator pins the first and last EDGE_TOKENS codes to their nominal frame count when an
 # utterance is long enough (> 2 * EDGE_TOKENS); the middle absorbs the rounding.
 EDGE_TOKENS = 20
-
-
-def frames_for(n_tokens: int, token_rate: int, sample_rate: int = 22050, hop: int = 256) -> int:
-    """Mel frames for ``n_tokens`` at ``token_rate`` Hz: floor(n / rate * sr / hop) in integers."""
-    return n_tokens * sample_rate // (token_rate * hop)
 
 
 class InterpolateRegulator(nn.Module):

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from osum_echat.audio.io import resample
 from osum_echat.token2wav.config import MelConfig
 from osum_echat.token2wav.speech_tokenizer import MAX_SECONDS, SpeechTokenizer, onnx_session
 
@@ -62,13 +63,10 @@ VoiceLike = Union[str, Path, Voice, None]
 def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     """Read a wav (any rate, any channels) -> mono float32 ``(L,)`` at ``sample_rate``."""
     import soundfile as sf
-    import torchaudio
 
     data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     audio = torch.from_numpy(data.mean(axis=1))
-    if sr != sample_rate:
-        audio = torchaudio.functional.resample(audio, sr, sample_rate)
-    return audio
+    return resample(audio, sr, sample_rate)
 
 
 @lru_cache(maxsize=8)
@@ -172,9 +170,7 @@ class PromptFrontend:
         if audio.numel() > MAX_SECONDS * sr:
             logger.warning("prompt %s is longer than %d s; using the first %d s", path, MAX_SECONDS, MAX_SECONDS)
             audio = audio[: MAX_SECONDS * sr]
-        import torchaudio
-
-        audio16k = torchaudio.functional.resample(audio, sr, 16000)
+        audio16k = resample(audio, sr, 16000)
         emb = self.speaker.embed(audio16k) if self.speaker else torch.zeros(self.spk_dim)
         if emb.numel() != self.spk_dim:
             raise ValueError(f"campplus.onnx returned {emb.numel()} dims, flow expects {self.spk_dim}")

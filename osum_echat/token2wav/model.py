@@ -145,7 +145,7 @@ class Token2Wav:
     def synthesize(
         self, codes: Iterable[int] | np.ndarray | torch.Tensor, voice: VoiceLike = None, seed: int | None = None
     ) -> tuple[np.ndarray, int]:
-        """All codes at once -> (waveform float32 ``(floor(N * 22050 / 6400) * 256,)``, 22050)."""
+        """All codes at once -> (waveform float32 ``(cfg.mel_frames(N) * 256,)``, 22050)."""
         toks = self._check_codes(codes)
         if not toks:
             return np.zeros(0, dtype=np.float32), self.sample_rate

@@ -5,7 +5,7 @@ Two stages, each keeping its own small state:
 - :class:`FlowStreamer` turns codes into mel. Each call runs the flow on a window of
   ``context`` already-committed codes, the new codes and ``lookahead`` codes. It commits the
   mel frames of the new codes, using the cumulative mapping ``frames_for(k)`` (k codes ->
-  floor(k * 22050 / (25 * 256)) frames, about 3.45 per code), so the total length equals
+  int(k / 25 * 22050 / 256) frames as upstream computes it, about 3.45 per code), so the total length equals
   the non-streaming one. The first ``crossfade`` frames of every chunk are cross-faded with
   the previous window's estimate of the same frames. The initial noise comes from a
   :class:`NoiseTape` indexed by absolute mel frame, so overlapping windows see the same noise.

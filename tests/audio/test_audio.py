@@ -38,10 +38,12 @@ def test_formats_downmix_and_resample(tmp_path, fmt):
 def test_bad_audio_raises_audio_error(tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
-    with pytest.raises(AudioError, match="unreadable"):
+    with pytest.raises(AudioError, match=r"bad.wav: not readable as audio \(Format not recognised\)"):
         load_audio(bad)
-    with pytest.raises(AudioError):
+    with pytest.raises(AudioError, match="audio file not found: .*missing.wav$"):
         load_audio(tmp_path / "missing.wav")
+    with pytest.raises(AudioError, match=r"^member k.wav of a.tar: not readable as audio"):
+        load_audio(b"RIFF but not audio", name="member k.wav of a.tar")
     with pytest.raises(ValueError, match="shorter than one"):
         log_mel_spectrogram(torch.zeros(100))
 

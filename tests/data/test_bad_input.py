@@ -61,6 +61,8 @@ def test_every_reason_counted(tiny_tok, tmp_path):
         {"key": "good", "txt": "hi", **ok},
     ]
     raw = write_jsonl(tmp_path / "bad.jsonl", recs)
+    with open(raw, "ab") as f:  # a line in Latin-1, not UTF-8
+        f.write('{"key": "latin", "txt": "caf\xe9"}\n'.encode("latin-1"))
     meta = write_jsonl(tmp_path / "m.list", [{"key": "a", "txt": "hi", "task": "<TRANSCRIBE>"},
                                              {"key": "ghost", "txt": "hi", "task": "<TRANSCRIBE>"}])
     good_tar = _tar(tmp_path / "t1.tar", [("a.txt", b"hi"), ("a.wav", wav_bytes),

@@ -143,3 +143,32 @@ def test_bf16_flow_runs_on_cpu():
     t2w = Token2Wav.from_config(tiny_config(), device="cpu", dtype="bf16")
     wav, _ = t2w.synthesize(list(range(30)))
     assert len(wav) == frames_for(30, 25) * 256 and np.isfinite(wav).all()
+
+
+@pytest.mark.parametrize("n", [4480, 7296, 8832])
+def test_mel_length_is_upstreams_float_formula(n):
+    """Upstream sizes the flow output as int(n / 25 * 22050 / 256) in doubles; at these code
+    counts that is one frame below the exact integer floor, and so must ours be."""
+    exact = n * 22050 // 6400
+    assert frames_for(n, 25) == int(n / 25 * 22050 / 256) == exact - 1
+    assert release_config().mel_frames(n) == tiny_config().mel_frames(n) == exact - 1
+    assert frames_for(n - 1, 25) == (n - 1) * 22050 // 6400  # neighbours agree with the floor
+
+
+def test_synthesis_sizes_the_flow_with_upstreams_length():
+    """The one-shot path (final step of a FlowStreamer) asks the flow for cfg.mel_frames(n)
+    frames (flow stubbed: 4480 codes
+    through the real tiny flow take minutes on a loaded CPU)."""
+    from osum_echat.token2wav.streaming import FlowStreamer, StreamConfig
+
+    asked = []
+
+    def fake_flow(tokens, first, n_frames, pin):
+        asked.append((tokens.shape[1], first, n_frames))
+        return torch.zeros(1, 80, n_frames)
+
+    n = 4480
+    fs = FlowStreamer(fake_flow, tiny_config().mel_frames, StreamConfig())
+    fs.push(list(range(n)))
+    mel = fs.step(final=True)
+    assert asked == [(n, 0, n * 22050 // 6400 - 1)] and mel.shape[-1] == asked[0][2]
