@@ -82,3 +82,28 @@ def test_voicebench_end_to_end(tmp_path, tiny_tokenizer):
     assert res["by_category"]["alpacaeval"]["score"] is None  # rule judge: absent, not 0
     assert res["overall_subsets"] == ["advbench", "bbh", "ifeval", "mmsu", "openbookqa"]
     assert "Kimi-Audio" in (out / "report.md").read_text()
+
+
+def test_humdial_converter(tmp_path):
+    from osum_echat.bin.humdial_to_echat import main as convert_main
+    from osum_echat.eval.echat_eval import read_manifest
+
+    H.write_wav(tmp_path / "audio" / "d1_t3.wav")
+    dialogues = [
+        {"dialogue_id": "d1", "turns": [
+            {"input_emotion": "neutral", "input_text": "hi", "input_audio": "audio/d1_t1.wav"},
+            {"input_emotion": "sad", "input_text": "my cat is ill", "input_audio": "audio/d1_t2.wav"},
+            {"input_emotion": "Sad", "input_text": "the vet said it is serious", "input_audio": "audio/d1_t3.wav"},
+            {"input_emotion": "angry", "input_text": "ignored", "input_audio": "audio/d1_t4.wav"}]},
+        {"dialogue_id": "d2", "turns": [{"emotion": "happy", "text": "only one", "audio": "a.wav"}]},
+        {"dialogue_id": "d3", "turns": [{"emotion": "happy", "text": "a", "audio": "a.wav"},
+                                        {"emotion": "bored", "text": "b", "audio": "b.wav"}]},
+    ]
+    src = H.write_jsonl(tmp_path / "task3.jsonl", dialogues)
+    assert convert_main(["--src", src, "--out", str(tmp_path / "m.jsonl"), "--lang", "en"]) == 0
+    items = read_manifest(tmp_path / "m.jsonl")
+    assert [it["key"] for it in items] == ["d1"]  # d2: no second non-neutral turn; d3: unknown emotion
+    it = items[0]
+    assert it["labels"] == {"emotion": "sad"} and Path(it["wav"]) == tmp_path / "audio" / "d1_t3.wav"
+    assert it["query"].splitlines() == ["User(neutral): hi", "User(sad): my cat is ill",
+                                        "User: the vet said it is serious"]
