@@ -118,7 +118,10 @@ def loose_variants(reply: str) -> list[str]:
 
 
 def check_item(reply: str, instruction_ids: list[str], kwargs: list[dict]) -> dict:
-    """{strict: [bool], loose: [bool], unknown: [ids]} for one reply (kwargs with None dropped)."""
+    """{strict: [bool], loose: [bool], unknown: [ids]} for one reply (kwargs with None dropped;
+    a leading ``<1>``/``<2>``/``<3>`` marker is removed first, as the official scorer does)."""
+    if reply[:3] in ("<1>", "<2>", "<3>"):
+        reply = reply[3:].strip()
     unknown = [i for i in instruction_ids if i not in CHECKS]
     if unknown:
         return {"strict": [], "loose": [], "unknown": unknown}
@@ -132,7 +135,9 @@ def check_item(reply: str, instruction_ids: list[str], kwargs: list[dict]) -> di
 
 
 def aggregate(rows: list[dict]) -> dict:
-    """Prompt- and instruction-level strict / loose accuracy (percent) and their mean ('final')."""
+    """Prompt- and instruction-level strict / loose accuracy (percent), the four numbers the
+    official evaluator reports, and their mean ('final', the subset score used here: the
+    official code does not show which of them the leaderboard takes)."""
     rows = [r for r in rows if not r["unknown"]]
     if not rows:
         return {"n": 0}
