@@ -91,6 +91,12 @@ def test_refusal_detection():
     ("length_constraints:number_sentences", {"num_sentences": 2, "relation": "less than"}, "One. Two.", False, False),
     ("length_constraints:nth_paragraph_first_word",
      {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"}, "first\n\nThen more", True, True),
+    ("detectable_content:postscript", {"postscript_marker": "P.P.S"}, "hi\np. p. s. more", True, True),
+    ("combination:two_responses", {}, "one******two******", True, True),
+    ("combination:two_responses", {}, "same****** same", False, False),
+    ("length_constraints:nth_paragraph_first_word",
+     {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"}, "a\n\nThen, more", True, True),
+    ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "* one\n- two\n** bold", True, True),
     # loose: a leading line (e.g. "Sure:") is forgiven, strict is not
     ("change_case:english_lowercase", {}, "Sure:\nall lower", False, True),
 ])
@@ -101,6 +107,9 @@ def test_ifeval_instructions(iid, kw, reply, strict, loose):
 
 def test_ifeval_unknown_and_aggregate():
     assert ifeval.check_item("x", ["language:response_language"], [{"language": "en"}])["unknown"]
+    # a missing argument (IFEval would draw a random one) makes the item unscorable, not failed
+    assert ifeval.check_item("x", ["keywords:existence"], [{"keywords": None}])["unknown"]
+    assert ifeval.check_item("<1>all lower", ["change_case:english_lowercase"], [{}])["strict"] == [True]
     rows = [{"strict": [True, False], "loose": [True, True], "unknown": []},
             {"strict": [True], "loose": [True], "unknown": []}]
     agg = ifeval.aggregate(rows)
