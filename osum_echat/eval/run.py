@@ -1,13 +1,15 @@
 """One evaluation run: read a suite's items, decode them (jobs), transcribe replies, score,
 judge, and write ``items.jsonl`` / ``results.json`` / ``report.md`` / plots.
 
-Files under ``OUT``: ``list.jsonl`` (the raw list decoded), ``items.read.jsonl`` (the suite's
-items), ``gen/`` (batch-decode output per job + ``transcripts.jsonl``), ``judge.jsonl`` (judge
-answers, keyed by item, judge and rubric version). Every stage skips finished work on a rerun.
+Files under ``OUT``: ``run.json`` (the settings a rerun must repeat), ``list.jsonl`` (the raw
+list decoded), ``items.read.jsonl`` (the suite's items), ``gen/`` (batch-decode output per job +
+``transcripts.jsonl``), ``judge.jsonl`` (judge answers, keyed by item, judge and rubric version).
+Every stage skips finished work on a rerun.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,13 +60,28 @@ def _sample_record(s, audio_dir: Path) -> dict:
     return rec
 
 
+def _check_settings(cfg: RunConfig) -> None:
+    """A rerun must use the settings the folder was made with (else its state would be mixed)."""
+    path = Path(cfg.out) / "run.json"
+    now = {"suite": cfg.suite, "data": str(Path(cfg.data).resolve()), "think": cfg.think, "limit": cfg.limit,
+           "nj": cfg.nj}
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        diff = {k: (old.get(k), v) for k, v in now.items() if old.get(k) != v}
+        if diff:
+            raise SystemExit(f"{cfg.out} was made with other settings {diff} (old, new): use another --out")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(now, indent=1), encoding="utf-8")
+
+
 def prepare(cfg: RunConfig) -> list[dict]:
     """Read the suite's items and write ``list.jsonl`` once (later calls reuse them)."""
+    _check_settings(cfg)
     out = Path(cfg.out)
     read_path, list_path = out / "items.read.jsonl", out / "list.jsonl"
     if read_path.exists() and list_path.exists():
         return read_jsonl(read_path)
-    out.mkdir(parents=True, exist_ok=True)
     if cfg.suite == "understanding":
         from osum_echat.generate.batch_decode import iter_items
 

@@ -86,3 +86,15 @@ def test_echat_bad_manifest_names_line(files, tmp_path):
     data = H.write_jsonl(tmp_path / "bad.jsonl", [{"key": "a", "wav": "x.wav", "category": "weather"}])
     with pytest.raises(ValueError, match="bad.jsonl:1: category"):
         main(H.cli(files, "echat", data, tmp_path / "o"))
+
+
+def test_jobs_give_the_same_results_and_settings_are_checked(files, tmp_path):
+    data = _understanding_list(tmp_path / "d")
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(H.cli(files, "understanding", data, one, "--batch_size", "1")) == 0
+    assert main(H.cli(files, "understanding", data, two, "--batch_size", "1", "--nj", "2")) == 0
+    assert (two / "gen" / "split" / "1" / "text").exists()  # two generation processes ran
+    rows = [[json.loads(ln) for ln in (d / "items.jsonl").read_text().splitlines()] for d in (one, two)]
+    assert rows[0] == rows[1]
+    with pytest.raises(SystemExit, match="other settings"):
+        main(H.cli(files, "understanding", data, one, "--limit", "2"))
