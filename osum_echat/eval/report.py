@@ -101,7 +101,8 @@ def make_plots(out: Path, suite: str, items: list[dict], results: dict) -> list[
             plot_bars(out / "plot_categories.png", list(metric), list(metric.values()), f"{suite}: per category", label)
             files.append("plot_categories.png")
     scores = [it["judge"]["score"] for it in items if it.get("judge", {}).get("score") is not None]
-    if scores and (suite == "echat" or any(it["category"] in ("alpacaeval", "commoneval", "wildvoice") for it in items)):
+    judged_suite = suite == "echat" or any(it["category"] in ("alpacaeval", "commoneval", "wildvoice") for it in items)
+    if scores and judged_suite:
         plot_hist(out / "judge_hist.png", scores, f"{suite}: judge scores (n={len(scores)})")
         files.append("judge_hist.png")
     return files
