@@ -105,7 +105,13 @@ def generate_job(cfg: RunConfig, bot, job_id: int) -> None:
     from osum_echat.generate.batch_decode import decode_job
 
     out = Path(cfg.out)
-    n = decode_job(bot, str(out / "list.jsonl"), out / "gen", None, "raw", cfg.nj, job_id, cfg.batch_size)
+    keys = [r["key"] for r in read_jsonl(out / "list.jsonl")]
+    mine = keys[job_id::cfg.nj] if len(keys) >= cfg.nj else keys[job_id:job_id + 1]
+    done_path = out / "gen" / "split" / str(job_id) / "text"
+    done = {ln.split("\t", 1)[0] for ln in done_path.read_text(encoding="utf-8").splitlines()} \
+        if done_path.exists() else set()
+    n = decode_job(bot, str(out / "list.jsonl"), out / "gen", None, "raw", cfg.nj, job_id, cfg.batch_size,
+                   progress_total=sum(k not in done for k in mine))
     logger.info("job %d/%d: decoded %d items", job_id, cfg.nj, n)
     if cfg.suite == "echat":
         voc = load_vocoder(cfg.vocoder, cfg.device)
