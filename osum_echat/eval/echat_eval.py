@@ -116,4 +116,6 @@ def headline(res: dict) -> list[tuple[str, Optional[float], str]]:
             rows.append((f"{cat}: think names the reference label", 100 * row["think_names"]["accuracy"], "%"))
         if "consistency" in row:
             rows.append((f"{cat}: text-speech consistency error", 100 * row["consistency"]["rate"], "%"))
+    if "all" in res["by_category"]:
+        rows.append(("replies without audio (no codes or no vocoder)", res["by_category"]["all"]["no_audio"], ""))
     return rows

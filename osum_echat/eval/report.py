@@ -135,7 +135,9 @@ def published_lines(suite: str, results: dict, path: Path = PUBLISHED) -> list[s
 
 
 def _f(v: Optional[float]) -> str:
-    return "absent" if v is None else f"{v:.2f}"
+    if v is None:
+        return "absent"
+    return str(v) if isinstance(v, int) else f"{v:.2f}"
 
 
 def write_report(out: Path, suite: str, items: list[dict], results: dict, headline: list) -> None:

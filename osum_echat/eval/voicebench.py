@@ -166,6 +166,9 @@ def aggregate(items: list[dict]) -> dict:
 
 
 def headline(res: dict) -> list[tuple[str, Optional[float], str]]:
-    rows = [(f"{s} (n={r['n']})", r.get("score"), "") for s, r in res["by_category"].items()]
+    rows = []
+    for s, r in res["by_category"].items():
+        extra = "".join(f", {k}={r[k]}" for k in ("unparsed", "unscorable") if r.get(k))
+        rows.append((f"{s} (n={r['n']}{extra})", r.get("score"), ""))
     rows.append((f"overall over {len(res['overall_subsets'])} subsets", res["overall"], ""))
     return rows
