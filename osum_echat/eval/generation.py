@@ -129,12 +129,17 @@ def transcribe_replies(split_dir: Path, vocoder: Optional[Vocoder], asr, wav_dir
     n = 0
     for i in tqdm(range(0, len(todo), batch_size), desc="transcribe replies", unit="batch", leave=False):
         keys = todo[i:i + batch_size]
-        wavs, have = [], []
+        wavs, have, errors = [], [], {}
         for k in keys:
             if vocoder is None or not codes.get(k):
                 continue
-            wav, sr = vocoder.synthesize(codes[k])
-            w = _as_16k(wav, sr)
+            try:
+                wav, sr = vocoder.synthesize(codes[k])
+                w = _as_16k(wav, sr)
+            except (RuntimeError, ValueError, IndexError) as err:  # one bad reply never stops the run
+                logger.warning("%s: reply not synthesized (%s); counted as without audio", k, err)
+                errors[k] = str(err)
+                continue
             if wav_dir is not None:
                 wav_dir.mkdir(parents=True, exist_ok=True)
                 save_wav(wav_dir / f"{k}.wav", w, 16000)
@@ -142,6 +147,9 @@ def transcribe_replies(split_dir: Path, vocoder: Optional[Vocoder], asr, wav_dir
             have.append(k)
         texts = dict(zip(have, asr(wavs) if wavs else []))
         for k in keys:
-            store.add(k, {"transcript": texts.get(k), "has_audio": k in texts})
+            row = {"transcript": texts.get(k), "has_audio": k in texts}
+            if k in errors:
+                row["error"] = errors[k]
+            store.add(k, row)
             n += 1
     return n

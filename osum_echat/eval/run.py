@@ -64,7 +64,7 @@ def _check_settings(cfg: RunConfig) -> None:
     """A rerun must use the settings the folder was made with (else its state would be mixed)."""
     path = Path(cfg.out) / "run.json"
     now = {"suite": cfg.suite, "data": str(Path(cfg.data).resolve()), "think": cfg.think, "limit": cfg.limit,
-           "nj": cfg.nj}
+           "nj": cfg.nj, "vocoder": cfg.vocoder, "reply_asr": cfg.reply_asr}
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
         diff = {k: (old.get(k), v) for k, v in now.items() if old.get(k) != v}
