@@ -31,10 +31,10 @@ def main() -> None:
     for i, r in enumerate(recs):
         cat = CATEGORIES[i % len(CATEGORIES)]
         ex = r["extra"]
+        reference = re.sub(r"^<[^<>]+>", "", r["txt"]).strip()  # drop the answer-emotion tag
         items.append({"key": r["key"].rsplit("-", 1)[0] + f"-echat-{cat}", "wav": r["wav"], "category": cat,
-                      "labels": {cat: ex[FIELD[cat]]}, "query": ex.get("question"),
-                      "reference": re.sub(r"^<[^<>]+>", "", r["txt"]).strip(),
-                      "lang": "zh" if re.search(r"[\u4e00-\u9fff]", r["txt"]) else "en"})
+                      "labels": {cat: ex[FIELD[cat]]}, "query": ex.get("question"), "reference": reference,
+                      "lang": "zh" if re.search(r"[\u4e00-\u9fff]", reference) else "en"})
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     with open(a.out, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(it, ensure_ascii=False) + "\n" for it in items)
