@@ -1,8 +1,9 @@
 """Reports of an evaluation run: ``results.json``, ``report.md`` (tables, published figures
 side by side) and PNG plots (matplotlib, Agg backend: no display needed).
 
-Plots: ``plot_categories.png`` (per-category bars), ``confusion_<group>.png`` (tag confusion
-matrices, understanding), ``judge_hist.png`` (histogram of judge scores, when any).
+Plots: ``plot_categories.png`` (per-category bars), ``plot_asr.png`` (ASR error rates,
+understanding), ``confusion_<group>.png`` (tag confusion matrices, understanding),
+``judge_hist.png`` (histogram of judge scores, when any).
 """
 
 from __future__ import annotations
@@ -78,11 +79,14 @@ def make_plots(out: Path, suite: str, items: list[dict], results: dict) -> list[
     files = []
     if suite == "understanding":
         accs = {k[4:]: 100 * v["accuracy"] for k, v in results.items() if k.startswith("tag_")}
-        rates = {f"ASR {k}": 100 * v["rate"] for k, v in results.get("asr", {}).items()}
-        if accs or rates:
-            plot_bars(out / "plot_categories.png", list(rates) + list(accs), list(rates.values()) + list(accs.values()),
-                      "understanding: error rates and tag accuracies", "%")
+        rates = {k.upper(): 100 * v["rate"] for k, v in results.get("asr", {}).items()}
+        if accs:
+            plot_bars(out / "plot_categories.png", list(accs), list(accs.values()),
+                      "understanding: tag accuracy per group", "accuracy %")
             files.append("plot_categories.png")
+        if rates:  # own figure: error rates can pass 100 %
+            plot_bars(out / "plot_asr.png", list(rates), list(rates.values()), "understanding: ASR error rates", "%")
+            files.append("plot_asr.png")
         for k, v in results.items():
             if k.startswith("tag_"):
                 plot_confusion(out / f"confusion_{k[4:]}.png", v["confusion"], f"{k[4:]} confusion")

@@ -46,6 +46,7 @@ def test_understanding_end_to_end_and_resume(files, tmp_path):
     assert res["srwt"]["n"] == 1
     assert (out / "report.md").read_text().count("|") > 10
     assert (out / "confusion_gender.png").stat().st_size > 1000 and (out / "plot_categories.png").exists()
+    assert (out / "plot_asr.png").exists() and "plot_asr.png" in res["plots"]
     # interrupted run: the last generated line is cut in half, results.json removed; rerun resumes
     first = (out / "results.json").read_text()
     text = out / "gen" / "split" / "0" / "text"
