@@ -99,3 +99,26 @@ def test_jobs_give_the_same_results_and_settings_are_checked(files, tmp_path):
     assert rows[0] == rows[1]
     with pytest.raises(SystemExit, match="other settings"):
         main(H.cli(files, "understanding", data, one, "--limit", "2"))
+
+
+def test_understanding_reads_shards_and_segments(tmp_path):
+    """The understanding reader takes shard lists (audio bytes) and raw segments: both become
+    local wavs of a raw list, with task and reference kept."""
+    from osum_echat.data.writers import write_shard
+    from osum_echat.eval.run import RunConfig, prepare
+
+    recs = [{"key": f"s{i}", "wav": H.write_wav(tmp_path / f"s{i}.wav", seconds=1.0, seed=i), "txt": "<MALE>",
+             "task": "<GENDER>"} for i in range(2)]
+    assert write_shard(recs, str(tmp_path / "a.tar"), {}) == 2
+    (tmp_path / "shards.list").write_text(str(tmp_path / "a.tar") + "\n")
+    items = prepare(RunConfig(suite="understanding", data=str(tmp_path / "shards.list"), out=str(tmp_path / "o")))
+    assert [(it["key"], it["task"], it["reference"]) for it in items] == [("s0", "<GENDER>", "<MALE>"),
+                                                                          ("s1", "<GENDER>", "<MALE>")]
+    listed = [json.loads(ln) for ln in (tmp_path / "o" / "list.jsonl").read_text().splitlines()]
+    assert all(Path(r["wav"]).parent == tmp_path / "o" / "audio" and Path(r["wav"]).is_file() for r in listed)
+    seg = H.write_jsonl(tmp_path / "seg.list", [dict(recs[0], start=0.2, end=0.7)])
+    prepare(RunConfig(suite="understanding", data=seg, out=str(tmp_path / "o2")))
+    import soundfile as sf
+
+    wav = json.loads((tmp_path / "o2" / "list.jsonl").read_text())["wav"]
+    assert sf.info(wav).frames == 8000  # the 0.5 s segment, cut
