@@ -18,6 +18,7 @@ import yaml
 from osum_echat.eval.asr import asr_errors, pool_rates
 from osum_echat.eval.labels import GROUPS, canonical, think_names_reference
 from osum_echat.eval.store import read_jsonl
+from osum_echat.eval.wer import normalize_for_scoring
 
 NAME = "echat"
 CATEGORIES = ("emotion", "age", "gender", "event", "multi")
@@ -76,7 +77,7 @@ def score(item: dict, think_on: bool) -> dict:
     if think_on:
         out["think_names"] = think_names_reference(item.get("think") or "", item["labels"])
     tr = item.get("transcript")
-    if tr is not None and (item.get("reply") or "").strip():
+    if tr is not None and normalize_for_scoring(item.get("reply") or ""):  # a reply of tags only has no words
         out["consistency"] = asr_errors(item["reply"], tr)
     return out
 
@@ -103,6 +104,7 @@ def aggregate(items: list[dict]) -> dict:
         if cons:
             row["consistency"] = pool_rates(cons)["mer"]
         row["no_audio"] = sum(1 for it in sel if it.get("transcript") is None)
+        row["no_text"] = sum(1 for it in sel if not normalize_for_scoring(it.get("reply") or ""))
         res["by_category"][cat] = row
     return res
 
@@ -118,4 +120,5 @@ def headline(res: dict) -> list[tuple[str, Optional[float], str]]:
             rows.append((f"{cat}: text-speech consistency error", 100 * row["consistency"]["rate"], "%"))
     if "all" in res["by_category"]:
         rows.append(("replies without audio (no codes or no vocoder)", res["by_category"]["all"]["no_audio"], ""))
+        rows.append(("replies without words (consistency not scored)", res["by_category"]["all"]["no_text"], ""))
     return rows
