@@ -120,12 +120,19 @@ class JobWriter:
 
 
 def decode_job(bot, list_path: str, out_dir: str | Path, task: Optional[str] = None,
-               data_type: str = "auto", nj: int = 1, job_id: int = 0, batch_size: int = 1) -> int:
-    """Decode this job's part of the list with ``bot`` (an EChat); returns samples decoded."""
+               data_type: str = "auto", nj: int = 1, job_id: int = 0, batch_size: int = 1,
+               progress_total: Optional[int] = None) -> int:
+    """Decode this job's part of the list with ``bot`` (an EChat); returns samples decoded.
+    ``progress_total``: show a tqdm bar (with ETA) over that many samples."""
     cfg = bot.cfg.data
     writer = JobWriter(Path(out_dir), job_id)
     pending: list[Item] = []
     n = 0
+    bar = None
+    if progress_total is not None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=progress_total, desc=f"decode job {job_id}", unit="utt")
 
     def flush() -> None:
         nonlocal n
@@ -139,6 +146,8 @@ def decode_job(bot, list_path: str, out_dir: str | Path, task: Optional[str] = N
             codes = (r.speech_codes if r else []) if (spec is None or spec.speech_out) else None
             writer.write(it, r.text if r else "", think, codes)
         n += len(ok)
+        if bar is not None:
+            bar.update(len(pending))
         pending.clear()
 
     for item in iter_items(list_path, cfg.path_prefix_map, data_type, nj, job_id, cfg.path_root):
@@ -155,6 +164,8 @@ def decode_job(bot, list_path: str, out_dir: str | Path, task: Optional[str] = N
             flush()
     if pending:
         flush()
+    if bar is not None:
+        bar.close()
     return n
 
 

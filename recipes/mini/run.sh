@@ -9,8 +9,12 @@
 #   4 stage 3     empathy: think chat (CoT) + empathetic S2S (+ replay), init from stage 2
 #   5 eval        decode + score every task; WAVs through the mini codec; results.md/json;
 #                 check that the model beats an untrained one (exit 1 if not)
+#   6 harness     python -m osum_echat.bin.evaluate: understanding (ASR + tags) and echat (EChat-style
+#                 items of the test voices, S2S + think, replies through the mini codec) with the rule
+#                 judge (+ a local HF judge folder if --harness_judge is given); reports and plots
+#                 appended to results.md
 # Usage (from anywhere):
-#   bash recipes/mini/run.sh [--stage 0] [--stop_stage 5] [--quick true|false] [--nj 2]
+#   bash recipes/mini/run.sh [--stage 0] [--stop_stage 6] [--quick true|false] [--nj 2]
 #        [--device cpu] [--train_engine torch_ddp] [--exp_root DIR] [--data_root DIR]
 set -euo pipefail
 
@@ -18,7 +22,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
 stage=0
-stop_stage=5
+stop_stage=6
 quick=false                 # true: fewer utterances and steps (CI end-to-end test, <= 5 min)
 nj=2                        # parallel jobs for synthesis / sharding; torch threads per process
 device=cpu
@@ -41,13 +45,18 @@ steps1a=""                  # stage-1 ASR warm-up steps
 steps1=""                   # training steps per stage (empty: the stage YAML / quick defaults)
 steps2=""
 steps3=""
+harness_per_task=""         # understanding items per task (asr/gender/age/emotion) in stage 6
+harness_echat=""            # EChat-style items in stage 6
+harness_judge=""            # a local Hugging Face causal LM folder used as a second judge (optional)
 . tools/parse_options.sh
 
 if [ "$quick" = true ]; then
   mode=quick; corpus_opts=(--quick); eval_max_speech=10; : "${enc_steps:=60}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
   stage1_opts=(train.warmup_steps=10)  # the stage-1 YAML warms up over 60 steps
+  : "${harness_per_task:=3}" "${harness_echat:=6}"
 else
   mode=full; corpus_opts=(); eval_max_speech=40; : "${enc_steps:=500}" "${steps1a:=550}" "${steps1:=850}" "${steps2:=300}" "${steps3:=200}"
+  : "${harness_per_task:=40}" "${harness_echat:=30}"
   stage1_opts=()
 fi
 data=$(mkdir -p "$data_root/$mode" && cd "$data_root/$mode" && pwd)
@@ -170,5 +179,26 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   [ -f "$exp/untrained.pt" ] || $python $local/init_random.py --config "$exp/stage3/train.yaml" --out "$exp/untrained.pt"
   evaluate untrained "$exp/untrained.pt" "$untrained_tasks" generate.max_new_tokens=40
   $python $local/check_learning.py --exp "$exp" --mode "$mode" --out "$exp/results.md"
+fi
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "stage 6: evaluation harness (understanding + echat, rule judge${harness_judge:+ + hf judge}) -> $exp/harness"
+  h=$exp/harness
+  mkdir -p "$h"
+  for t in asr gender age emotion; do head -n "$harness_per_task" "$data/test/tasks/$t.jsonl"; done > "$h/understanding.list"
+  $python $local/echat_items.py --data_dir "$data" --out "$h/echat.jsonl" --max "$harness_echat"
+  model_opts=(--config "$exp/stage3/train.yaml" --checkpoint "$exp/stage3/final.pt" --tokenizer "$tok"
+              --device "$device" --batch_size "$decode_batch")
+  $python -m osum_echat.bin.evaluate --suite understanding --data "$h/understanding.list" --out "$h/understanding" \
+    "${model_opts[@]}"
+  judges=(rule)
+  [ -n "$harness_judge" ] && judges+=("hf:$harness_judge")
+  dirs=("$h/understanding")
+  for j in "${judges[@]}"; do
+    name=echat_${j%%:*}
+    $python -m osum_echat.bin.evaluate --suite echat --data "$h/echat.jsonl" --out "$h/$name" --think on \
+      --judge "$j" --vocoder "$local/mini_codec.py:vocoder:$codec" "${model_opts[@]}"
+    dirs+=("$h/$name")
+  done
+  $python $local/append_harness.py --results "$exp/results.md" "${dirs[@]}"
 fi
 log "done ($mode): $exp"

@@ -8,6 +8,7 @@ codebook holds the 4 stacked frames (320 values), so decoding restores the 100 H
     python mini_codec.py train  --list assistant.jsonl --out codec.pt [--k 256]
     python mini_codec.py encode --codec codec.pt x.nocodes.jsonl:x.jsonl [...]
     python mini_codec.py decode --codec codec.pt --codes DIR/codes --out_dir DIR/wav
+As the evaluation harness's vocoder: ``--vocoder recipes/mini/local/mini_codec.py:vocoder:codec.pt``.
 """
 
 from __future__ import annotations
@@ -76,6 +77,21 @@ class MiniCodec:
     @classmethod
     def load(cls, path: str | Path) -> "MiniCodec":
         return cls(torch.load(path, map_location="cpu")["centroids"])
+
+
+class Vocoder:
+    """The codec as an evaluation vocoder (``osum_echat.bin.evaluate --vocoder
+    mini_codec.py:vocoder:CODEC.pt``): codes -> (16 kHz waveform, 16000)."""
+
+    def __init__(self, codec_path: str) -> None:
+        self.codec = MiniCodec.load(codec_path)
+
+    def synthesize(self, codes: list[int]) -> tuple[torch.Tensor, int]:
+        return self.codec.decode(list(codes)), SR
+
+
+def vocoder(codec_path: str) -> Vocoder:
+    return Vocoder(codec_path)
 
 
 def load_wav(path: str) -> torch.Tensor:
