@@ -5,11 +5,14 @@ Per-token formulas (bytes), with ``a`` the compute dtype's size (2 for bf16, 4 f
 
 Qwen2 decoder layer (hidden ``h``, intermediate ``i``, heads ``nh``, kv width ``kv``):
 
-    2 RMSNorms            2 x (4h + r h)        fp32 input/copy + normalized
+    2 RMSNorms            2 x (4h + r h)        fp32 input/copy + normalized (the latter only
+                                               when the norm weights train, i.e. not with LoRA)
     linear inputs         (3 + 2) a h           q/k/v and gate/up each keep their own bf16
                                                cast under autocast; (1 + 1) a h otherwise
     attention             2 a h + 2 a kv + 4 nh  rotated q, output, rotated k and v, log-sum-exp
                                                (SDPA flash/efficient kernels: no L x L matrix)
+      (several sequences per row, SDPA: 4 a h + a L: k/v repeated to all heads, the output
+       copied for o_proj, and the row's L x L float mask)
     SwiGLU MLP            4 a i                 gate, up, SiLU output, product
     LoRA (per target)     a in (x2 with dropout) + a rank
 
@@ -43,6 +46,7 @@ class Workload:
     prompt_tokens: int = 40
     reply_tokens: int = 400
     examples: float = 1.0
+    packed: bool = False  # all examples on one row (else one right-padded row each)
 
     @property
     def audio_frames(self) -> int:
@@ -62,6 +66,14 @@ class Workload:
     def supervised(self) -> float:
         return self.reply_tokens * self.examples
 
+    @property
+    def rows(self) -> float:
+        return 1.0 if self.packed else self.examples
+
+    @property
+    def row_length(self) -> float:
+        return self.tokens / self.rows
+
     def scaled(self, factor: float) -> "Workload":
         return dataclasses.replace(self, examples=self.examples * factor)
 
@@ -75,14 +87,27 @@ class Workload:
                 f"{self.reply_tokens} supervised) = {self.tokens:,.0f} LLM positions")
 
 
-def llm_layer_bytes(cfg: ModelConfig, a: int, r: int, autocast: bool) -> float:
+def masked_attention(cfg: ModelConfig, work: Workload) -> bool:
+    """Whether the LLM gets a 4-D mask: several sequences on a row (packing, or a padding tail
+    that restarts its positions) with SDPA/eager; flash-attention 2 runs them varlen."""
+    return work.examples > 1 and not cfg.llm.attn_implementation.startswith("flash_attention")
+
+
+def llm_layer_bytes(cfg: ModelConfig, a: int, r: int, autocast: bool, work: Workload) -> float:
     """Saved bytes per token of one decoder layer (no checkpointing)."""
     llm = cfg.llm
     h, i, nh = llm.hidden_size, llm.intermediate_size, llm.num_heads
     kv = llm.num_kv_heads * (h // nh)
-    norms = 2 * (4 * h + r * h)
+    # RMSNorm keeps its fp32 input (or copy); the normalized tensor only when its weight trains
+    norm = 4 * h + (r * h if "llm" in cfg.trainable else 0)
+    norms = 2 * norm
     inputs = (5 if autocast else 2) * a * h
-    attn = 2 * a * h + 2 * a * kv + 4 * nh
+    if masked_attention(cfg, work):
+        # with a mask, transformers repeats k/v to all heads (no GQA kernel), the output is
+        # copied for o_proj, and the (rows, 1, L, L) mask (compute dtype) is kept per layer
+        attn = 4 * a * h + a * work.row_length
+    else:
+        attn = 2 * a * h + 2 * a * kv + 4 * nh
     total = norms + inputs + attn + 4 * a * i
     if cfg.lora.enable:
         dims = {"q_proj": h, "k_proj": h, "v_proj": h, "o_proj": h, "gate_proj": h, "up_proj": h, "down_proj": i}
@@ -111,10 +136,11 @@ def activation_terms(cfg: ModelConfig, work: Workload, dtype: str, residual_fp32
     llm = cfg.llm
     h, i = llm.hidden_size, llm.intermediate_size
     t = work.tokens
-    layer = llm_layer_bytes(cfg, a, r, autocast)
+    layer = llm_layer_bytes(cfg, a, r, autocast, work)
     ckpt = llm.activation_checkpointing
     per_layer = r * h if ckpt else layer
-    out = {"activations_llm": t * (llm.num_layers * per_layer + (4 * h + r * h) + 2 * r * h)}
+    final_norm = 4 * h + (r * h if "llm" in cfg.trainable else 0)
+    out = {"activations_llm": t * (llm.num_layers * per_layer + final_norm)}
     # speech side: frames per micro-batch at the encoder (50 Hz) and adapter (12.5 Hz)
     enc_t = (work.audio_frames + 1) // 2 * work.examples
     ad_t = speech_embed_length(work.audio_frames) * work.examples
