@@ -164,9 +164,10 @@ def activation_terms(cfg: ModelConfig, work: Workload, dtype: str, residual_fp32
     c = min(cfg.loss_chunk_size, m)
     v_text, v_speech = llm.vocab_size, cfg.speech_token_num
     logits = c * (v_text + v_speech) * (4 + (0 if r == 4 else a))  # fp32 chunk (+ compute-dtype copy)
-    out["loss_logits_chunk"] = logits + 2 * m * h * r  # + selected hidden states and their gradient
-    head = (4 * v_text * h if lm_head_trainable else 0) + (4 * v_speech * h if trainable.get("speech") else 0)
-    if head:
-        out["loss_head_grads"] = head
+    # transient: one chunk of fp32 logits (+ its compute-dtype copy) and the selected rows
+    out["loss_logits_chunk"] = logits + m * h * r
+    # kept from forward to backward: gradients for the hidden rows and fp32 head gradients
+    out["loss_saved_grads"] = m * h * r + (4 * v_text * h if lm_head_trainable else 0) + (
+        4 * v_speech * h if trainable.get("speech") else 0)
     out["backward_working_set"] = work_set
     return out

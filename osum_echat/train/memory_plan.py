@@ -39,6 +39,9 @@ CUDA_CONTEXT_BYTES = 0.6e9  # CUDA context + cuBLAS/cuDNN workspaces, outside ma
 FRAGMENTATION = 0.10  # caching-allocator slack as a share of the allocated peak
 ZERO_BUCKET_ELEMENTS = 2e8  # reduce_bucket_size of conf/deepspeed/ds_stage*.json
 ZERO3_PREFETCH_ELEMENTS = 5e7  # stage3_prefetch_bucket_size of conf/deepspeed/ds_stage3.json
+# Kept in the state dict for key compatibility with released checkpoints, never applied in
+# forward (osum_echat/model/osum_echat.py), so it never gets a gradient or optimizer state.
+UNUSED_PREFIXES = ("ln_speech.",)
 
 
 @dataclass
@@ -51,6 +54,12 @@ class ParamCounts:
     trainable_per_part: dict[str, int]
     llm_layer_matrices: int  # weights of the Linear layers inside one decoder layer
     lm_head_trainable: bool
+    unused_trainable: int = 0  # trainable but never applied (ln_speech): no gradient, no state
+
+    @property
+    def updated(self) -> int:
+        """Trainable parameters that get gradients and optimizer states."""
+        return self.trainable - self.unused_trainable
 
 
 @dataclass
@@ -122,6 +131,7 @@ def count_params(cfg: ModelConfig) -> ParamCounts:
     per_part: dict[str, int] = {}
     train_part: dict[str, int] = {}
     seen: set[int] = set()
+    unused = 0
     for name, p in model.named_parameters():
         if id(p) in seen:
             continue
@@ -130,10 +140,11 @@ def count_params(cfg: ModelConfig) -> ParamCounts:
         per_part[part] = per_part.get(part, 0) + p.numel()
         if p.requires_grad:
             train_part[part] = train_part.get(part, 0) + p.numel()
+            unused += p.numel() if name.startswith(UNUSED_PREFIXES) else 0
     return ParamCounts(total=sum(per_part.values()), trainable=sum(train_part.values()),
                        per_part=per_part, trainable_per_part=train_part,
                        llm_layer_matrices=_base_matrices(model.llm_body().layers[0]),
-                       lm_head_trainable=bool(model.lm_head_weight.requires_grad))
+                       lm_head_trainable=bool(model.lm_head_weight.requires_grad), unused_trainable=unused)
 
 
 def _base_matrices(layer: nn.Module) -> int:
@@ -151,8 +162,8 @@ def static_terms(pc: ParamCounts, cfg: ModelConfig, opts: PlanOptions) -> dict[s
     bf16 = opts.dtype == "bf16"
     w_bytes = 2 if (bf16 and opts.zero >= 1) else 4
     weights = w_bytes * pc.total / (n if opts.zero == 3 else 1)
-    grads = w_bytes * pc.trainable / (n if opts.zero >= 2 else 1)
-    opt_elems = pc.trainable / (n if opts.zero >= 1 else 1)
+    grads = w_bytes * pc.updated / (n if opts.zero >= 2 else 1)
+    opt_elems = pc.updated / (n if opts.zero >= 1 else 1)
     optimizer = 8 * opt_elems + (4 * opt_elems if w_bytes == 2 else 0)  # moments (+ fp32 master)
     terms = {"weights": weights, "gradients": grads, "optimizer": optimizer}
     if opts.zero >= 1:  # gradient buckets (and ZeRO-3 prefetch) of conf/deepspeed
@@ -210,8 +221,13 @@ def fitting_options(cfg: ModelConfig, base: PlanOptions, budget_gb: float) -> li
     """(name, planned total GB, fits) for every candidate of :func:`candidate_options`."""
     rows = []
     cache: dict[tuple, ParamCounts] = {}
+    done: set[tuple] = set()
     for name, opts in candidate_options(base):
         eff = effective_model(cfg, opts)
+        same = (eff.lora.enable, eff.llm.activation_checkpointing, opts.zero, opts.workload.examples)
+        if same in done:  # e.g. "+ lora" when the config already has LoRA
+            continue
+        done.add(same)
         key = (eff.lora.enable, tuple(eff.trainable))
         if key not in cache:
             cache[key] = count_params(eff)
