@@ -148,6 +148,8 @@ def activation_terms(cfg: ModelConfig, work: Workload, dtype: str, residual_fp32
     enc_block = block_bytes(enc.d_model, enc.ffn_dim, a, r, autocast, enc.dropout)
     ad_block = block_bytes(ad.d_model, ad.ffn_dim, a, r, autocast, ad.dropout)
     work_set = t * (2 * r * h + 2 * a * i) + (t * layer if ckpt else 0.0)
+    if "llm" in cfg.trainable:  # the input embedding's backward makes a dense (V_text x h) gradient
+        work_set += 4 * llm.vocab_size * h
     enc_train, ad_train = trainable.get("encoder", 0) > 0, trainable.get("adapter", 0) > 0
     if enc_train:
         per = r * enc.d_model if enc.activation_checkpointing else enc_block
@@ -164,8 +166,9 @@ def activation_terms(cfg: ModelConfig, work: Workload, dtype: str, residual_fp32
     c = min(cfg.loss_chunk_size, m)
     v_text, v_speech = llm.vocab_size, cfg.speech_token_num
     logits = c * (v_text + v_speech) * (4 + (0 if r == 4 else a))  # fp32 chunk (+ compute-dtype copy)
-    # transient: one chunk of fp32 logits (+ its compute-dtype copy) and the selected rows
-    out["loss_logits_chunk"] = logits + m * h * r
+    # transient: one chunk of fp32 logits (+ its compute-dtype copy), the selected rows, and
+    # the chunk's text-head gradient product (V_text x h) before it is added to the sum
+    out["loss_logits_chunk"] = logits + m * h * r + (4 * v_text * h if lm_head_trainable else 0)
     # kept from forward to backward: gradients for the hidden rows and fp32 head gradients
     out["loss_saved_grads"] = m * h * r + (4 * v_text * h if lm_head_trainable else 0) + (
         4 * v_speech * h if trainable.get("speech") else 0)
