@@ -2,7 +2,8 @@
 
     python -m osum_echat.bin.plan_memory --config conf/stage2_generation.yaml \
         [--zero 0|1|2|3] [--gpus N] [--micro_batch_tokens T] [--lora] [--checkpointing on|off] \
-        [--audio_s 30] [--prompt_tokens 40] [--reply_tokens 400] [--dtype bf16|fp32] \
+        [--audio_s 30] [--prompt_tokens 40] [--reply_tokens 400] [--examples 1] [--packed] \
+        [--dtype bf16|fp32] \
         [--device cuda|cpu] [--budget_gb 24] [--json] [dotted.overrides=value ...]
 
 The model is built on the meta device (nothing allocated); the stage's trainable parts come
@@ -38,6 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prompt_tokens", type=int, default=40)
     p.add_argument("--reply_tokens", type=int, default=400, help="supervised positions per example")
     p.add_argument("--examples", type=float, default=1.0, help="examples per micro-batch")
+    p.add_argument("--packed", action="store_true", help="the examples share one row (else a padded row each)")
     p.add_argument("--micro_batch_tokens", type=int, default=None,
                    help="LLM positions per micro-batch (filled with examples of the shape above)")
     p.add_argument("--device", choices=["cuda", "npu", "cpu"], default="cuda")
@@ -51,7 +53,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     cfg = load_config(args.config, args.override)
-    work = Workload(args.audio_s, args.prompt_tokens, args.reply_tokens, args.examples)
+    work = Workload(args.audio_s, args.prompt_tokens, args.reply_tokens, args.examples, args.packed)
     if args.micro_batch_tokens:
         work = work.with_tokens(args.micro_batch_tokens)
     opts = PlanOptions(zero=args.zero, gpus=args.gpus, dtype=args.dtype or cfg.train.dtype,

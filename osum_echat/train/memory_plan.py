@@ -126,6 +126,8 @@ def count_params(cfg: ModelConfig) -> ParamCounts:
     from osum_echat.model.build import build_model
     from osum_echat.model.trainable import part_of
 
+    cfg = copy.deepcopy(cfg)
+    cfg.llm.attn_implementation = "sdpa"  # same parameters; flash_attn need not be installed
     with torch.device("meta"):
         model = build_model(cfg)
     per_part: dict[str, int] = {}
