@@ -47,6 +47,7 @@ class _JointCrossEntropy(torch.autograd.Function):
         gb = torch.zeros(w_speech.shape[0], dtype=torch.float32, device=h.device) if need_b else None
         with torch.autocast(device_type=h.device.type, enabled=False):
             for s in range(0, m, chunk):
+                lt = ls = pt = ps = pt_c = ps_c = None  # free the previous chunk before the next
                 e = min(m, s + chunk)
                 hc = h[s:e]
                 lt, ls = _chunk_logits(hc, w_text, w_speech, b_speech)
