@@ -15,6 +15,8 @@ else is a formula, per rank, in bytes:
   backward in the LLM decoder layers, the encoder and the adapter, with or without
   checkpointing, plus the loss's logits chunk (``model.loss_chunk_size`` rows of the joint
   text + speech logits, fp32) and the backward working set.
+* **peak**: the terms present throughout plus the larger of the forward peak (the loss's
+  logits chunk) and the backward peak (parameter gradients and the working set).
 * **allowances** (GPU only, stated separately): the CUDA context (outside the allocator's
   figures) and a fragmentation share of the allocator peak.
 """
@@ -39,6 +41,12 @@ CUDA_CONTEXT_BYTES = 0.6e9  # CUDA context + cuBLAS/cuDNN workspaces, outside ma
 FRAGMENTATION = 0.10  # caching-allocator slack as a share of the allocated peak
 ZERO_BUCKET_ELEMENTS = 2e8  # reduce_bucket_size of conf/deepspeed/ds_stage*.json
 ZERO3_PREFETCH_ELEMENTS = 5e7  # stage3_prefetch_bucket_size of conf/deepspeed/ds_stage3.json
+# The step has two peaks: the end of the forward pass (all activations kept, the loss making
+# its logits chunks; parameter gradients do not exist yet, zero_grad sets them to None) and the
+# backward pass (gradients being filled while activations are released). Terms listed here
+# belong to one of them only; every other term is present in both.
+FORWARD_ONLY = ("loss_logits_chunk",)
+BACKWARD_ONLY = ("gradients", "backward_working_set")
 # Kept in the state dict for key compatibility with released checkpoints, never applied in
 # forward (osum_echat/model/osum_echat.py), so it never gets a gradient or optimizer state.
 UNUSED_PREFIXES = ("ln_speech.",)
@@ -86,7 +94,8 @@ class PlanOptions:
 
 @dataclass
 class Plan:
-    """Per-rank peak estimate: ``terms`` (bytes) sum to ``allocated``; ``allowances`` add to it."""
+    """Per-rank peak estimate: ``terms`` (bytes) give ``allocated`` (see FORWARD_ONLY);
+    ``allowances`` add to it."""
 
     params: ParamCounts
     options: PlanOptions
@@ -96,7 +105,12 @@ class Plan:
 
     @property
     def allocated(self) -> float:
-        return float(sum(self.terms.values()))
+        """Terms present throughout, plus the larger of the two phases' own terms."""
+        t = self.terms
+        both = sum(v for k, v in t.items() if k not in FORWARD_ONLY + BACKWARD_ONLY)
+        fwd = sum(t.get(k, 0.0) for k in FORWARD_ONLY)
+        bwd = sum(t.get(k, 0.0) for k in BACKWARD_ONLY)
+        return float(both + max(fwd, bwd))
 
     @property
     def total(self) -> float:
@@ -190,11 +204,10 @@ def plan_memory(cfg: ModelConfig, opts: PlanOptions, params: ParamCounts | None 
     terms = static_terms(pc, eff, opts)
     terms.update(activation_terms(eff, opts.workload, opts.dtype, residual_fp32=opts.zero == 0,
                                   trainable=pc.trainable_per_part, lm_head_trainable=pc.lm_head_trainable))
-    allowances: dict[str, float] = {}
+    plan = Plan(pc, opts, eff, terms, {})
     if opts.device != "cpu":
-        allowances["cuda_context"] = CUDA_CONTEXT_BYTES
-        allowances["fragmentation"] = FRAGMENTATION * sum(terms.values())
-    return Plan(pc, opts, eff, terms, allowances)
+        plan.allowances = {"cuda_context": CUDA_CONTEXT_BYTES, "fragmentation": FRAGMENTATION * plan.allocated}
+    return plan
 
 
 def candidate_options(base: PlanOptions) -> list[tuple[str, PlanOptions]]:
@@ -250,8 +263,9 @@ def format_plan(plan: Plan) -> str:
              f"workload: {o.workload.describe()}",
              f"{'term':<24}{'GB':>10}"]
     for k, v in plan.terms.items():
-        lines.append(f"{k:<24}{v / GB:>10.3f}")
-    lines.append(f"{'allocated peak':<24}{plan.allocated / GB:>10.3f}")
+        phase = " (forward peak)" if k in FORWARD_ONLY else " (backward peak)" if k in BACKWARD_ONLY else ""
+        lines.append(f"{k:<24}{v / GB:>10.3f}{phase}")
+    lines.append(f"{'allocated peak':<24}{plan.allocated / GB:>10.3f}  (shared terms + the larger phase)")
     for k, v in plan.allowances.items():
         lines.append(f"{k + ' (allowance)':<24}{v / GB:>10.3f}")
     lines.append(f"{'total':<24}{plan.total / GB:>10.3f}")
