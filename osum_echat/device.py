@@ -163,6 +163,12 @@ def supports_bf16(device: torch.device) -> bool:
     return True  # CPU (emulated) and Ascend 910B both run bf16
 
 
+def fused_optimizer_supported(device: torch.device) -> bool:
+    """Whether torch's fused AdamW kernel runs on ``device``: CUDA and CPU have one; Ascend
+    NPUs go through the foreach implementation (torch_npu ships its own fused optimizers)."""
+    return device.type in ("cuda", "cpu")
+
+
 def npu_environment() -> dict[str, str]:
     """Environment settings recommended on Ascend clusters (applied by recipes with --device npu)."""
     return {"HCCL_CONNECT_TIMEOUT": "1200", "CPU_AFFINITY_CONF": "1", "TASK_QUEUE_ENABLE": "2"}

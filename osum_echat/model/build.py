@@ -77,6 +77,8 @@ def build_model(cfg: ModelConfig, apply_trainable: bool = True) -> OsumEChat:
         loss_norm=cfg.loss_norm,
         speech_head=cfg.speech_head,
     )
+    # flash-attention takes no mask: packed and padded rows run padding-free (varlen)
+    model.varlen_attention = cfg.llm.attn_implementation.startswith("flash_attention")
     if cfg.lora.enable:
         apply_lora(model, cfg.lora)
     if apply_trainable:

@@ -109,6 +109,7 @@ class _JointCrossEntropy(torch.autograd.Function):
         acc = _zero_grads(h, w_text, w_speech, b_speech, needs)
         with torch.autocast(device_type=h.device.type, enabled=False):
             for s in range(0, m, chunk):
+                lt = ls = pt = ps = None  # free the previous chunk's logits before making the next
                 e = min(m, s + chunk)
                 hc = h[s:e]
                 lt, ls = _chunk_logits(hc, w_text, w_speech, b_speech)

@@ -19,6 +19,7 @@ from osum_echat.model.batch import AUDIO, IGNORE_ID, SPEECH, TEXT, Batch
 from osum_echat.model.config import LOSS_NORMS
 from osum_echat.model.encoder_cache import EncoderCache, check_cacheable
 from osum_echat.model.loss import joint_cross_entropy
+from osum_echat.model.packing import varlen_hidden_states
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class OsumEChat(nn.Module):
             raise ValueError(f"loss_norm: {loss_norm!r}; choose from {list(LOSS_NORMS)}")
         self.loss_norm = loss_norm
         self.encoder_cache: EncoderCache | None = None  # enable_encoder_cache(); not in the state dict
+        # True with flash-attention: rows run padding-free with sequence boundaries (model/packing.py)
+        self.varlen_attention = False
 
     # ------------------------------------------------------------------ parts of the LLM
     @property
@@ -171,6 +174,9 @@ class OsumEChat(nn.Module):
     def hidden_states(self, batch: Batch) -> torch.Tensor:
         """LLM final hidden states (after the last RMSNorm), (B, L, H)."""
         emb = self.embed_inputs(batch)
+        if self.varlen_attention:
+            return varlen_hidden_states(self.llm_body(), emb, batch.kinds.to(emb.device),
+                                        batch.position_ids.to(emb.device))
         out = self.llm_body()(inputs_embeds=emb, position_ids=batch.position_ids.to(emb.device),
                               attention_mask=None, use_cache=False)
         return out.last_hidden_state

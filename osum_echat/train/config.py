@@ -41,6 +41,11 @@ class TrainConfig:
     # content (osum_echat/model/encoder_cache.py); 0 = off. Needs a frozen encoder without
     # dropout; pointless with spec augmentation (every pass differs).
     encoder_cache_mb: float = 0.0
+    # Fused AdamW kernel where the device has one (device.fused_optimizer_supported); false =
+    # the multi-tensor (foreach) implementation.
+    fused_optimizer: bool = True
+    # Opt-in torch.compile of each LLM decoder layer (torch engine; the first steps compile).
+    compile: bool = False
 
     def validate(self) -> None:
         checks = [

@@ -48,6 +48,17 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def compile_llm_layers(model: nn.Module) -> int:
+    """``torch.compile`` each decoder layer of the LLM in place (regional compilation: the
+    batch assembly around the LLM is data-dependent and stays eager). Dynamic shapes, since
+    every batch has its own length. Returns the number of layers compiled."""
+    layers = model.llm_body().layers
+    for layer in layers:
+        layer.compile(dynamic=True)
+    logger.info("torch.compile: %d LLM decoder layers (compiled on first use)", len(layers))
+    return len(layers)
+
+
 class TorchEngine:
     """Plain PyTorch: a single process, or DistributedDataParallel when a group exists."""
 
@@ -61,9 +72,12 @@ class TorchEngine:
             ids = [device.index] if device.type != "cpu" else None
             # text-only batches leave the encoder/adapter unused
             self.wrapped = DDP(self.model, device_ids=ids, find_unused_parameters=True)
-        self.optimizer = build_optimizer(self.model, cfg)
+        self.optimizer = build_optimizer(self.model, cfg,
+                                         fused=cfg.fused_optimizer and devlib.fused_optimizer_supported(device))
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.params = trainable_parameters(self.model)
+        if cfg.compile:
+            compile_llm_layers(self.model)
 
     def forward_backward(self, batch: Batch, boundary: bool) -> dict[str, torch.Tensor]:
         sync = boundary or not hasattr(self.wrapped, "no_sync")
