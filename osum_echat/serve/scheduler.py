@@ -21,15 +21,17 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
-from osum_echat.generate.decoder import SPEECH, TEXT, Decoder, Request, RowState
+from osum_echat.generate.decoder import SPEECH, TEXT, Decoder, Processor, Request, RowState
 
 logger = logging.getLogger(__name__)
 
-# sink(kind, payload): kind "token" -> (token, phase); "done" -> Reply; "error" -> message.
+# sink(kind, payload), called on the scheduler thread: "token" -> (token, phase, RowState)
+# (read the state inside the call: it changes at the next step); "done" -> Reply;
+# "error" -> message. A sink must be quick (it holds up every row).
 Sink = Callable[[str, object], None]
 
 
@@ -108,8 +110,10 @@ def _left_pad(t: torch.Tensor, length: int) -> torch.Tensor:
 class Scheduler:
     """Decodes every submitted :class:`Request` in one continuously batched loop."""
 
-    def __init__(self, decoder: Decoder, cfg: SchedulerConfig | None = None) -> None:
+    def __init__(self, decoder: Decoder, cfg: SchedulerConfig | None = None,
+                 processors: Sequence[Processor] = ()) -> None:
         self.dec = decoder
+        self.processors = tuple(processors)  # extra logits processors for every row (as Decoder.steps)
         self.cfg = cfg or SchedulerConfig()
         self.cfg.validate()
         self._queue: collections.deque[Job] = collections.deque()
@@ -258,7 +262,7 @@ class Scheduler:
             job.last = (tok, phase)
             if s.n_new == 1:
                 job.timings["first_token_ms"] = (now - job.t_submit) * 1e3
-            self._emit(job, "token", (tok, phase))
+            self._emit(job, "token", (tok, phase, s))
         self.steps += 1
         if self.on_step is not None:
             self.on_step(len(b.jobs))
@@ -266,7 +270,7 @@ class Scheduler:
     def _choose(self, s: RowState, logits: torch.Tensor) -> int:
         from osum_echat.generate.processors import choose
 
-        return choose(self.dec._process(s, logits, ()), s.req.policy, s.gen)
+        return choose(self.dec._process(s, logits, self.processors), s.req.policy, s.gen)
 
     def _retire(self) -> None:
         b = self._batch
