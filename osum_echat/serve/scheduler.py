@@ -202,9 +202,13 @@ class Scheduler:
 
     def _admit(self) -> None:
         with self._cond:
+            dropped = [j for j in self._queue if j.cancelled.is_set()]
+            if dropped:  # cancelled while waiting: free their queue places now
+                self._queue = collections.deque(j for j in self._queue if not j.cancelled.is_set())
             room = self.cfg.max_batch - len(self._batch.jobs)
             new = [self._queue.popleft() for _ in range(min(room, len(self._queue)))]
-        new = [j for j in new if not j.cancelled.is_set()]
+        for j in dropped:
+            self._emit(j, "error", "cancelled before a decode row was free")
         if not new:
             return
         from transformers import DynamicCache

@@ -193,6 +193,7 @@ class RealtimeSession:
             self.cancel_response("new_turn")
             await asyncio.wait([self.task])
         self.task = asyncio.create_task(self._respond(wav, t_end))
+        self.task.add_done_callback(_task_ended)
 
     def history(self) -> list:
         keep = self.turns[-self.cfg.history_turns:] if self.cfg.history_turns else []
@@ -237,6 +238,12 @@ class RealtimeSession:
             except (asyncio.TimeoutError, Exception):
                 self.task.cancel()
         self.audio, self.turns, self.vad = [], [], None
+
+
+def _task_ended(task: asyncio.Task) -> None:
+    """Collect a reply task's exception (a send to a vanished client ends it; nothing to do)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.info("reply task ended: %s: %s", type(task.exception()).__name__, task.exception())
 
 
 def _renumber(items: list) -> list:
