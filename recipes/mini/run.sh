@@ -9,6 +9,9 @@
 #   4 stage 3     empathy: think chat (CoT) + empathetic S2S (+ replay), init from stage 2
 #   5 eval        decode + score every task; WAVs through the mini codec; results.md/json;
 #                 check that the model beats an untrained one (exit 1 if not)
+#   6 serve       (not in the default run) the realtime speech-to-speech server on the trained
+#                 model, the mini codec as its vocoder: bash recipes/mini/run.sh --stage serve
+#                 [--serve_port 8000]; open http://127.0.0.1:8000/ (docs/serving.md)
 # Usage (from anywhere):
 #   bash recipes/mini/run.sh [--stage 0] [--stop_stage 5] [--quick true|false] [--nj 2]
 #        [--device cpu] [--train_engine torch_ddp] [--exp_root DIR] [--data_root DIR]
@@ -41,7 +44,11 @@ steps1a=""                  # stage-1 ASR warm-up steps
 steps1=""                   # training steps per stage (empty: the stage YAML / quick defaults)
 steps2=""
 steps3=""
+serve_host=127.0.0.1        # stage 6 (serve)
+serve_port=8000
+serve_opts=""               # more options of osum_echat.bin.serve, e.g. "--max_sessions 4 --vad energy"
 . tools/parse_options.sh
+if [ "$stage" = serve ]; then stage=6; stop_stage=6; fi
 
 if [ "$quick" = true ]; then
   mode=quick; corpus_opts=(--quick); eval_max_speech=10; : "${enc_steps:=60}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
@@ -170,5 +177,13 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   [ -f "$exp/untrained.pt" ] || $python $local/init_random.py --config "$exp/stage3/train.yaml" --out "$exp/untrained.pt"
   evaluate untrained "$exp/untrained.pt" "$untrained_tasks" generate.max_new_tokens=40
   $python $local/check_learning.py --exp "$exp" --mode "$mode" --out "$exp/results.md"
+fi
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  [ -f "$exp/stage3/final.pt" ] || { echo "no trained model in $exp/stage3: run stages 0-4 first" >&2; exit 1; }
+  log "stage 6: serving the mini model on http://$serve_host:$serve_port/ (Ctrl-C stops)"
+  # shellcheck disable=SC2086
+  $python -m osum_echat.bin.serve --config "$exp/stage3/train.yaml" --checkpoint "$exp/stage3/final.pt" \
+    --tokenizer "$tok" --device "$device" --vocoder $local/serve_vocoder.py:build --vocoder_arg codec="$codec" \
+    --host "$serve_host" --port "$serve_port" $serve_opts
 fi
 log "done ($mode): $exp"
