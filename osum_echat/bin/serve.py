@@ -53,6 +53,7 @@ def parse(argv):
     p.add_argument("--max_turn_s", type=float, default=30.0)
     p.add_argument("--history_turns", type=int, default=5)
     p.add_argument("--vad", default="silero", choices=["silero", "energy"])
+    p.add_argument("--audio_lead_ms", type=int, default=1000, help="reply audio sent ahead of real time")
     p.add_argument("--log_level", default="info")
     return p.parse_known_args(argv)
 
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bot, vocoder, voices, kwargs = build(args, overrides)
     cfg = ServeConfig(max_sessions=args.max_sessions, idle_timeout_s=args.idle_timeout, max_turn_s=args.max_turn_s,
-                      history_turns=args.history_turns, vad=args.vad)
+                      history_turns=args.history_turns, vad=args.vad, audio_lead_ms=args.audio_lead_ms)
     app = build_app(bot, vocoder, voices, cfg, SchedulerConfig(args.max_batch, args.max_queue), kwargs)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, ws="websockets-sansio")
     return 0

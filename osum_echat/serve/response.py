@@ -57,6 +57,7 @@ class Response:
         self.job = None
         self.cancel_reason = ""
         self.t_cancel = 0.0
+        self._cancel_event = asyncio.Event()
         self.audio_samples = 0
         self.text_sent = ""
         self.marks: dict[str, float] = {}
@@ -90,6 +91,7 @@ class Response:
         if self.cancel_reason:
             return
         self.cancel_reason, self.t_cancel = reason, time.perf_counter()
+        self._cancel_event.set()
         if self.job is not None:
             self.job.cancel()
         if self.synth is not None:
@@ -150,6 +152,16 @@ class Response:
                                      response_id=self.id, delta=text))
 
     async def _audio(self, pcm: bytes) -> None:
+        sr = self.svc.output_sample_rate
+        if "first_audio" in self.marks:  # pace: stay at most audio_lead_ms ahead of playback
+            ahead = self.audio_samples / sr - (time.perf_counter() - self.marks["first_audio"])
+            wait = ahead - self.svc.cfg.audio_lead_ms / 1000
+            if self.svc.cfg.audio_lead_ms > 0 and wait > 0:
+                try:
+                    await asyncio.wait_for(self._cancel_event.wait(), wait)
+                    return  # cancelled while waiting: this chunk is never sent
+                except asyncio.TimeoutError:
+                    pass
         if "first_audio" not in self.marks:
             self.marks["first_audio"] = time.perf_counter()
             self.svc.metrics.first_audio.observe(self.marks["first_audio"] - self.t_end)
@@ -195,7 +207,8 @@ class Response:
                         break
             except asyncio.TimeoutError:
                 logger.warning("response %s: decode row not retired 5 s after cancel", self.id)
-        m.stop.observe(time.perf_counter() - self.t_cancel)
+        stop_s = time.perf_counter() - self.t_cancel
+        m.stop.observe(stop_s)
         m.responses.labels("cancelled").inc()
         text, codes = self.heard()
         outcome = Outcome("cancelled", text, codes)
@@ -203,17 +216,23 @@ class Response:
         await self.send_json(P.event(
             P.RESPONSE_CANCELLED, response_id=self.id, reason=self.cancel_reason,
             audio_sent_ms=round(1e3 * self.audio_samples / self.svc.output_sample_rate, 1),
-            text_heard=text, codes_heard=len(codes), timings=self._timings(reply)))
+            text_heard=text, codes_heard=len(codes), stop_ms=round(stop_s * 1e3, 1),
+            timings=self._timings(reply)))
         return outcome
 
     def heard(self) -> tuple[str, list[int]]:
-        """The part of the reply the user got: codes of the audio sent, and the same share of
-        the answer text (cut at a space; the speech length of the rest of the text is estimated
+        """The part of the reply the user got: the codes of the audio played by the time of the
+        cancel (audio sent, at most real time since the first byte), and the same share of the
+        answer text (cut at a space; the speech length of the text not yet voiced is estimated
         at ``codes_per_char`` codes a character). Text-only tasks: the text sent."""
         if self.synth is None:
             return self.text_sent, []
         codes = self.stream.codes
-        n = min(len(codes), int(self.audio_samples * CODE_RATE / self.svc.output_sample_rate))
+        sr = self.svc.output_sample_rate
+        played = 0.0
+        if "first_audio" in self.marks:
+            played = min(self.audio_samples / sr, max(self.t_cancel - self.marks["first_audio"], 0.0))
+        n = min(len(codes), int(played * CODE_RATE))
         if n == 0:
             return "", []
         text = self.stream.text

@@ -10,6 +10,7 @@ thread and the buffers, whatever state the session is in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -45,6 +46,7 @@ class ServeConfig:
     max_protocol_errors: int = 20    # errors in a row before the socket is closed (1008)
     history_turns: int = 5           # past turns the model sees (oldest dropped)
     codes_per_char: float = 4.0      # barge-in: speech length estimate of unheard text
+    audio_lead_ms: int = 1000        # reply audio is sent at most this far ahead of real time (0: unpaced)
     vad: str = "silero"              # silero | energy (a level detector, for synthetic tests)
 
     def validate(self) -> None:
@@ -226,6 +228,11 @@ class RealtimeSession:
         self.response = Response(self.svc, rid, s.task, req, t_end, self.send_json, self.send_bytes, voice, keep)
         try:
             await self.response.run()
+        except Exception as err:  # a bug or a broken socket: this reply ends, the session lives on
+            logger.warning("%s: reply ended: %s: %s", rid, type(err).__name__, err,
+                           exc_info=logger.isEnabledFor(logging.DEBUG))
+            with contextlib.suppress(Exception):
+                await self.send_json(P.error(P.E_RESPONSE_FAILED, f"{type(err).__name__}: {err}", response_id=rid))
         finally:
             self.response = None
 
