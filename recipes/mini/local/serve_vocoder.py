@@ -31,8 +31,11 @@ class MiniVocoder:
         self.codec, self.chunk, self.first, self.context, self.n_iter = codec, chunk, first_chunk, context, n_iter
 
     def _render(self, ctx: list[int], new: list[int]) -> np.ndarray:
+        """Samples of ``new`` (exactly 640 a code: the STFT edge is padded with silence)."""
         wav = self.codec.decode(ctx + new, n_iter=self.n_iter).numpy().astype(np.float32)
-        n = min(len(wav), len(new) * SAMPLES_PER_CODE)
+        n = len(new) * SAMPLES_PER_CODE
+        if len(wav) < n:
+            wav = np.concatenate([np.zeros(n - len(wav), np.float32), wav])
         return wav[len(wav) - n:]
 
     def stream(self, code_iter: Iterable[Union[int, Sequence[int]]], voice=None) -> Iterator[np.ndarray]:
