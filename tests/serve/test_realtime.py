@@ -102,18 +102,27 @@ def test_history_limit_and_reset(bot):
         async def go():
             async with RealtimeClient(srv.ws_url) as c:
                 await c.update(task="s2s", turn_detection={"mode": "none"})
-                sizes = []
-                for i in range(3):
-                    await c.send_audio(pcm16(tone(0.4, 150 + 50 * i)))
-                    await c.commit()
-                    turn = await c.response()
-                    assert turn.done is not None
-                    sizes.append(len(next(iter(app.state.svc.sessions)).turns))
-                await c.reset()
-                sizes.append(len(next(iter(app.state.svc.sessions)).turns))
-                return sizes
+                sizes, prompts = [], []
 
-        assert run(go()) == [1, 2, 2, 0]
+                async def turn():
+                    await c.send_audio(pcm16(tone(0.4)))
+                    await c.commit()
+                    t = await c.response()
+                    assert t.done is not None
+                    sizes.append(len(next(iter(app.state.svc.sessions)).turns))
+                    prompts.append(t.done["timings"]["prompt_tokens"])
+
+                for _ in range(4):
+                    await turn()
+                await c.reset()
+                await turn()
+                return sizes, prompts
+
+        sizes, prompts = run(go())
+    assert sizes == [1, 2, 2, 2, 1]  # at most history_turns kept; reset forgets them
+    # the prompt carries the history: it grows until the limit, then stays; after reset it is
+    # the first turn's prompt again
+    assert prompts[0] < prompts[1] < prompts[2] == prompts[3] and prompts[4] == prompts[0]
 
 
 def test_text_task_and_settings(bot):
