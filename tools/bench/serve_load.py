@@ -6,7 +6,10 @@ followed by silence, so the server's VAD ends each turn. Every ``barge_every``-t
 over each reply (but its last) as soon as the reply's first audio arrives.
 
     python tools/bench/serve_load.py                       # tiny random model, scripted replies
-    python tools/bench/serve_load.py --mini_exp recipes/mini/exp/quick --mini_data recipes/mini/data/quick
+    python tools/bench/serve_load.py --mini_exp recipes/mini/exp/full --mini_data recipes/mini/data/full
+    python tools/bench/serve_load.py --checkpoint language_think_final.pt --config conf/model/osum_echat_3b.yaml \
+        --tokenizer /models/Qwen2.5-3B-Instruct --token2wav_dir /models/CosyVoice-300M-25Hz \
+        --device auto --dtype bf16 --clients 8 --wav_glob 'test_wavs/*.wav'
 
 Reported (server timings, ms from the VAD's end-of-turn decision): p50/p95/p99 of first text
 delta and first audio byte; barge-in stop latency (VAD flags user speech -> decode row
@@ -96,8 +99,17 @@ def serve(args: dict, port: int) -> None:
 
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args["threads"])
-    procs = ()
-    if args["mini_exp"]:
+    procs, kwargs = (), {}
+    if args["checkpoint"]:  # a real model (e.g. the release one on a GPU) with CosyVoice
+        from osum_echat.generate.echat import EChat
+        from osum_echat.token2wav import StreamConfig, Token2Wav
+
+        bot = EChat.from_pretrained(args["checkpoint"], args["config"] or None, args["tokenizer"] or None,
+                                    args["device"], args["dtype"])
+        vocoder = Token2Wav.from_pretrained(args["token2wav_dir"], device=args["device"]) \
+            if args["token2wav_dir"] else SineVocoder()
+        kwargs = {"config": StreamConfig(first_hop_tokens=10, hop_tokens=25)} if args["token2wav_dir"] else {}
+    elif args["mini_exp"]:
         import importlib.util
 
         from osum_echat.generate.echat import EChat
@@ -123,7 +135,8 @@ def serve(args: dict, port: int) -> None:
         vocoder = SineVocoder()
         procs = (_scripted(bot, 8, args["reply_codes"]),)
     app = build_app(bot, vocoder, cfg=ServeConfig(max_sessions=args["max_sessions"], vad=args["vad"]),
-                    scheduler=SchedulerConfig(args["max_batch"], args["max_queue"]), processors=procs)
+                    scheduler=SchedulerConfig(args["max_batch"], args["max_queue"]), processors=procs,
+                    stream_kwargs=kwargs)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio")
 
 
@@ -238,6 +251,12 @@ def main(argv=None) -> int:
     p.add_argument("--barge_every", type=int, default=4, help="every k-th client barges in (0: none)")
     p.add_argument("--mini_exp", default="", help="mini recipe exp dir (stage3/final.pt); default tiny model")
     p.add_argument("--mini_data", default="", help="mini recipe data dir (tokenizer/, codec.pt, wav/test)")
+    p.add_argument("--checkpoint", default="", help="a real model instead (with --config, --tokenizer)")
+    p.add_argument("--config", default="")
+    p.add_argument("--tokenizer", default="")
+    p.add_argument("--token2wav_dir", default="", help="CosyVoice folder for --checkpoint (else a tone vocoder)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="fp32")
     p.add_argument("--wav_glob", default="", help="recorded user turns (default: mini test wavs or tones)")
     p.add_argument("--vad", default="", help="silero | energy (default: silero with wavs, energy with tones)")
     p.add_argument("--task", default="s2s")
@@ -289,7 +308,7 @@ def main(argv=None) -> int:
     rss1 = _rss_mb(proc.pid)
     proc.terminate()
     proc.join(10)
-    result = {"model": "mini" if a.mini_exp else "tiny (random, scripted replies)", "clients": a.clients,
+    result = {"model": a.checkpoint or ("mini" if a.mini_exp else "tiny (random, scripted replies)"), "clients": a.clients,
               "turns_per_client": a.turns, "barge_every": a.barge_every, "vad": a.vad, "task": a.task,
               "wall_s": round(time.time() - t_start, 1), "timed_out": timed_out, **summarize(out),
               "leaked_rows": health["decode_rows"] + health["queued"], "leaked_sessions": health["sessions"],
