@@ -120,6 +120,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._batch = _Batch(decoder.body.config)
         self._stop = False
+        self._admitting = 0  # jobs taken off the queue, being prefilled (they hold rows)
         self._thread: Optional[threading.Thread] = None
         self.steps = 0  # decode steps run (all rows together count once)
         self.on_step: Optional[Callable[[int], None]] = None  # metrics hook: rows in the step
@@ -143,7 +144,7 @@ class Scheduler:
         """Queue ``req``; raises :class:`Busy` when ``max_queue`` requests already wait."""
         job = Job(req, sink)
         with self._cond:
-            free_rows = max(self.cfg.max_batch - len(self._batch.jobs), 0)
+            free_rows = max(self.cfg.max_batch - len(self._batch.jobs) - self._admitting, 0)
             if len(self._queue) >= free_rows + self.cfg.max_queue:
                 raise Busy(f"{len(self._queue)} requests already wait for a decode row "
                            f"(max_queue={self.cfg.max_queue}, max_batch={self.cfg.max_batch})")
@@ -207,6 +208,14 @@ class Scheduler:
                 self._queue = collections.deque(j for j in self._queue if not j.cancelled.is_set())
             room = self.cfg.max_batch - len(self._batch.jobs)
             new = [self._queue.popleft() for _ in range(min(room, len(self._queue)))]
+            self._admitting = len(new)
+        try:
+            self._prefill(new, dropped)
+        finally:
+            with self._cond:
+                self._admitting = 0
+
+    def _prefill(self, new: list[Job], dropped: list[Job]) -> None:
         for j in dropped:
             self._emit(j, "error", "cancelled before a decode row was free")
         if not new:

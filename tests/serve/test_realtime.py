@@ -189,3 +189,29 @@ def test_admission_idle_timeout_http_endpoints(bot):
             metrics = h.get("/metrics").text
             assert "osum_sessions_refused_total 1.0" in metrics and "osum_first_audio_seconds" in metrics
             assert "<html" in h.get("/").text.lower()
+
+
+def test_full_decode_queue_refuses_a_reply_clearly(bot):
+    from osum_echat.serve.client import RealtimeClient, Turn
+
+    # a's reply decodes 1900 codes: its row stays busy while b asks
+    app = make_app(bot, script(bot, 3, 1900), max_batch=1, max_queue=0)
+    with ServerThread(app) as srv:
+        async def go():
+            async with RealtimeClient(srv.ws_url) as a, RealtimeClient(srv.ws_url) as b:
+                for c in (a, b):
+                    await c.update(task="s2s", max_reply_tokens=2000, turn_detection={"mode": "none"})
+                    await c.send_audio(pcm16(tone(0.4)))
+                await a.commit()
+                ta = Turn()
+                while ta.response_id == "":
+                    a.absorb(ta, await a.recv())
+                await b.commit()
+                tb = await b.response()
+                await a.cancel()
+                ta = await a.response(turn=ta)
+                return ta, tb
+
+        ta, tb = run(go())
+    assert tb.error is not None and tb.error["code"] == "server_busy" and "max_queue=0" in tb.error["message"]
+    assert ta.cancelled is not None and ta.cancelled["reason"] == "client"
