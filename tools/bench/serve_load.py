@@ -14,7 +14,8 @@ over each reply (but its last) as soon as the reply's first audio arrives.
 Reported (server timings, ms from the VAD's end-of-turn decision): p50/p95/p99 of first text
 delta and first audio byte; barge-in stop latency (VAD flags user speech -> decode row
 retired); responses by outcome; errors; refused sessions; leaked decode rows / sessions after
-the run (``/healthz``); server RSS growth between the warm-up and the end. Bounded: at most
+the run (``/healthz``); server RSS growth between the end of the warm-up (every client one
+turn) and the end. Bounded: at most
 32 clients, 50 turns each, ``--timeout_s`` in all. Prints one JSON object.
 """
 
@@ -267,6 +268,8 @@ def main(argv=None) -> int:
     p.add_argument("--max_queue", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--timeout_s", type=float, default=900)
+    p.add_argument("--malloc_arena_max", default="2", help="glibc arenas of the server ('' = glibc default: "
+                   "each reply's vocoder thread may get its own arena, RSS then settles ~40 MB higher)")
     a = p.parse_args(argv)
     a.clients, a.turns = min(a.clients, 32), min(a.turns, 50)
     if a.mini_exp and not a.wav_glob:
@@ -274,6 +277,8 @@ def main(argv=None) -> int:
     a.vad = a.vad or ("silero" if a.wav_glob else "energy")
     wavs = load_wavs(a.wav_glob)
     port = _free_port()
+    if a.malloc_arena_max:
+        os.environ["MALLOC_ARENA_MAX"] = a.malloc_arena_max  # read by the child's glibc at start
     proc = mp.get_context("spawn").Process(target=serve, args=(vars(a), port), daemon=True)
     proc.start()
     base = f"http://127.0.0.1:{port}"
@@ -289,7 +294,12 @@ def main(argv=None) -> int:
     url = f"ws://127.0.0.1:{port}/v1/realtime"
     settings = {"task": a.task, "max_reply_tokens": a.max_reply_tokens, "turn_detection": {"silence_ms": 400}}
     warm = {"turns": [], "errors": [], "refused": []}
-    asyncio.run(client(0, url, wavs, 1, False, settings, warm))  # warm-up (first-call costs)
+
+    async def warm_up():  # every client once: first-call costs and the working set of N sessions
+        await asyncio.gather(*(client(i, url, wavs, 1, False, settings, warm) for i in range(a.clients)))
+
+    asyncio.run(warm_up())
+    time.sleep(1.0)
     rss0 = _rss_mb(proc.pid)
     out = {"turns": [], "errors": [], "refused": []}
     t_start = time.time()
@@ -312,7 +322,8 @@ def main(argv=None) -> int:
               "turns_per_client": a.turns, "barge_every": a.barge_every, "vad": a.vad, "task": a.task,
               "wall_s": round(time.time() - t_start, 1), "timed_out": timed_out, **summarize(out),
               "leaked_rows": health["decode_rows"] + health["queued"], "leaked_sessions": health["sessions"],
-              "rss_mb_start": round(rss0, 1), "rss_growth_mb": round(rss1 - rss0, 1), "cpus": os.cpu_count()}
+              "rss_mb_start": round(rss0, 1), "rss_growth_mb": round(rss1 - rss0, 1), "cpus": os.cpu_count(),
+              "malloc_arena_max": a.malloc_arena_max, "loadavg_1m": os.getloadavg()[0]}
     print(json.dumps(result, indent=1))
     return 0
 
