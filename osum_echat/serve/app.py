@@ -16,6 +16,7 @@ import io
 import itertools
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
@@ -44,6 +45,8 @@ class Services:
         self.scheduler = Scheduler(bot.decoder, sched_cfg, processors)
         self.scheduler.on_step = lambda rows: self.metrics.steps.inc()
         self.sessions: set = set()
+        # vocoder workers: one per possible session (a worker is held while its reply decodes)
+        self.synth_pool = ThreadPoolExecutor(max_workers=cfg.max_sessions + 1, thread_name_prefix="osum-synth")
         self.output_sample_rate = int(getattr(vocoder, "sample_rate", P.INPUT_SAMPLE_RATE))
         self.think_style = getattr(getattr(bot.cfg, "text", None), "think_style", "")
         self._ids = itertools.count(1)
@@ -71,6 +74,7 @@ def build_app(bot: Any, vocoder: Any = None, voices: Optional[dict] = None, cfg:
         svc.scheduler.start()
         yield
         svc.scheduler.stop()
+        svc.synth_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="OSUM-EChat realtime", lifespan=lifespan)
     app.state.svc = svc

@@ -53,7 +53,8 @@ class Response:
         self.stream = ReplyStream(dec.tok, dec.ids.im_end, dec.boundary)
         self.synth: Optional[SpeechStream] = None
         if task in P.SPEECH_TASKS and svc.vocoder is not None:
-            self.synth = SpeechStream(svc.vocoder, voice, self._on_chunk, self._on_audio_end, svc.stream_kwargs)
+            self.synth = SpeechStream(svc.vocoder, voice, self._on_chunk, self._on_audio_end, svc.stream_kwargs,
+                                      svc.synth_pool)
         self.job = None
         self.cancel_reason = ""
         self.t_cancel = 0.0

@@ -6,7 +6,7 @@ The server accepts any *vocoder* with the token2wav streaming interface::
     vocoder.stream(code_iter, voice=...) -> Iterator[np.ndarray]   # float32 chunks
 
 (:class:`osum_echat.token2wav.Token2Wav` is one; the mini recipe's codec is another.)
-:class:`SpeechStream` runs ``stream`` in its own thread over a queue fed by :meth:`push`, so the
+:class:`SpeechStream` runs ``stream`` in a worker thread over a queue fed by :meth:`push`, so the
 decode loop never waits for the vocoder. :meth:`cancel` stops it at once: the code iterator
 raises inside ``stream``, so not even the final flush runs, and chunks made after the cancel
 are dropped.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from concurrent.futures import Executor
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
@@ -37,10 +38,16 @@ def to_pcm16(x: np.ndarray) -> bytes:
 
 class SpeechStream:
     """One reply's synthesis. ``on_chunk(float32 array)`` and ``on_end(error or None)`` are
-    called from the synthesis thread."""
+    called from the synthesis thread: a worker of ``executor`` when given (the server keeps a
+    pool, so a vocoder's per-thread state, e.g. of its math libraries, is made once per worker,
+    not once per reply), else a thread of its own."""
+
+    running = 0  # streams whose vocoder is running now (all instances)
+    _count_lock = threading.Lock()
 
     def __init__(self, vocoder: Any, voice: Any, on_chunk: Callable[[np.ndarray], None],
-                 on_end: Callable[[Optional[str]], None], stream_kwargs: Optional[dict] = None) -> None:
+                 on_end: Callable[[Optional[str]], None], stream_kwargs: Optional[dict] = None,
+                 executor: Optional[Executor] = None) -> None:
         self.vocoder = vocoder
         self.voice = voice
         self.on_chunk = on_chunk
@@ -49,8 +56,13 @@ class SpeechStream:
         self._q: queue.Queue = queue.Queue()
         self._cancelled = threading.Event()
         self.codes_in = 0
-        self._thread = threading.Thread(target=self._run, name="osum-synth", daemon=True)
-        self._thread.start()
+        self._finished = threading.Event()
+        with SpeechStream._count_lock:
+            SpeechStream.running += 1
+        if executor is not None:
+            executor.submit(self._run)
+        else:
+            threading.Thread(target=self._run, name="osum-synth", daemon=True).start()
 
     def push(self, codes: list[int]) -> None:
         self.codes_in += len(codes)
@@ -63,8 +75,8 @@ class SpeechStream:
         self._cancelled.set()
         self._q.put(_END)
 
-    def join(self, timeout: Optional[float] = None) -> None:
-        self._thread.join(timeout)
+    def join(self, timeout: Optional[float] = None) -> bool:
+        return self._finished.wait(timeout)
 
     def _codes(self) -> Iterator[list[int]]:
         while True:
@@ -92,3 +104,7 @@ class SpeechStream:
             self.on_end(error)
         except Exception:
             logger.exception("synthesis end callback failed")
+        finally:
+            with SpeechStream._count_lock:
+                SpeechStream.running -= 1
+            self._finished.set()
