@@ -222,6 +222,7 @@ class Scheduler:
             return
         from transformers import DynamicCache
 
+        t0 = time.perf_counter()
         try:
             emb, mask, pos = self.dec._prefill_inputs([j.req for j in new])
             cache = DynamicCache(config=self.dec.body.config)
@@ -237,7 +238,7 @@ class Scheduler:
             r = j.req
             j.state = RowState(r, SPEECH if r.start_in_speech else TEXT, self.dec._generator(r),
                                boundaries=1 if r.start_in_speech else 0)
-            j.timings.update(queue_ms=0.0, prefill_ms=(now - j.t_submit) * 1e3,
+            j.timings.update(queue_ms=(t0 - j.t_submit) * 1e3, prefill_ms=(now - t0) * 1e3,
                              prompt_tokens=int(emb.shape[1]))
         if mask is None:
             mask = torch.ones(emb.shape[:2], dtype=torch.long, device=emb.device)
@@ -301,7 +302,7 @@ class Scheduler:
     def _finish(self, job: Job) -> None:
         t = job.timings
         t["total_ms"] = (time.perf_counter() - job.t_submit) * 1e3
-        t["decode_ms"] = t["total_ms"] - t.get("prefill_ms", 0.0)
+        t["decode_ms"] = t["total_ms"] - t.get("queue_ms", 0.0) - t.get("prefill_ms", 0.0)
         self._emit(job, "done", self.dec.reply_of(job.state, t))
 
     def _forward(self) -> None:
