@@ -39,7 +39,8 @@ def parse(argv):
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="fp32")
     p.add_argument("--token2wav_dir", default=None, help="a CosyVoice-300M-25Hz folder")
-    p.add_argument("--voice", default=None, help="prompt wav of the default voice (token2wav)")
+    p.add_argument("--voice", action="append", default=[],
+                   help="prompt wav of a voice: PATH (the default voice) or NAME=PATH; repeatable")
     p.add_argument("--vocoder", default=None, help="FILE.py:FACTORY building another streaming vocoder")
     p.add_argument("--vocoder_arg", action="append", default=[], help="key=value for the factory")
     p.add_argument("--first_hop_tokens", type=int, default=10, help="token2wav: codes in the first chunk")
@@ -74,8 +75,9 @@ def build(args, overrides):
     elif args.vocoder:
         opts = dict(kv.split("=", 1) for kv in args.vocoder_arg)
         vocoder = load_factory(args.vocoder)(**opts)
-    if args.voice:
-        voices["default"] = args.voice
+    for spec in args.voice:
+        name, sep, path = spec.partition("=")
+        voices[name if sep else "default"] = path if sep else spec
     return bot, vocoder, voices, kwargs
 
 
