@@ -215,3 +215,29 @@ def test_full_decode_queue_refuses_a_reply_clearly(bot):
         ta, tb = run(go())
     assert tb.error is not None and tb.error["code"] == "server_busy" and "max_queue=0" in tb.error["message"]
     assert ta.cancelled is not None and ta.cancelled["reason"] == "client"
+
+
+def test_token2wav_streaming_vocoder(bot, tmp_path):
+    """The library's Token2Wav (a tiny fake CosyVoice folder) as the server's vocoder: several
+    22.05 kHz chunks, as long in all as one-shot synthesis of the same codes."""
+    from osum_echat.serve.client import RealtimeClient
+    from osum_echat.token2wav import StreamConfig, Token2Wav, make_fake_cosyvoice_dir
+
+    t2w = Token2Wav.from_pretrained(make_fake_cosyvoice_dir(tmp_path / "cv", onnx=False), device="cpu")
+    app = make_app(bot, script(bot, 3, 40), vocoder=t2w)
+    app.state.svc.stream_kwargs = {"config": StreamConfig(first_hop_tokens=8, hop_tokens=12, context_tokens=8,
+                                                          lookahead_tokens=4, crossfade_tokens=2)}
+    with ServerThread(app) as srv:
+        async def go():
+            async with RealtimeClient(srv.ws_url) as c:
+                ev = await c.update(task="s2s", turn_detection={"mode": "none"})
+                assert ev["output_sample_rate"] == 22050
+                await c.send_audio(pcm16(tone(0.5)))
+                await c.commit()
+                return c, await c.response()
+
+        c, turn = run(go(), timeout=300)
+    chunks = [m for _, m in c.log if isinstance(m, bytes)]
+    assert turn.done is not None and turn.done["speech_codes"] == 40 and turn.sample_rate == 22050
+    assert len(chunks) >= 3  # streamed: first chunk after 8 codes (+4 lookahead), then every 12
+    assert len(turn.audio) == 2 * (40 * 22050 // 6400) * 256  # = the one-shot length
