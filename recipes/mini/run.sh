@@ -182,7 +182,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   [ -f "$exp/stage3/final.pt" ] || { echo "no trained model in $exp/stage3: run stages 0-4 first" >&2; exit 1; }
   log "stage 6: serving the mini model on http://$serve_host:$serve_port/ (Ctrl-C stops)"
   # shellcheck disable=SC2086
-  $python -m osum_echat.bin.serve --config "$exp/stage3/train.yaml" --checkpoint "$exp/stage3/final.pt" \
+  # MALLOC_ARENA_MAX: vocoder threads would each get a malloc arena (docs/serving.md)
+  MALLOC_ARENA_MAX=2 $python -m osum_echat.bin.serve --config "$exp/stage3/train.yaml" --checkpoint "$exp/stage3/final.pt" \
     --tokenizer "$tok" --device "$device" --vocoder $local/serve_vocoder.py:build --vocoder_arg codec="$codec" \
     --host "$serve_host" --port "$serve_port" $serve_opts
 fi
