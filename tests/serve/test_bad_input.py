@@ -101,6 +101,7 @@ def test_repeated_errors_close_with_1008(bot):
         assert run(go()) == 1008
 
 
+@pytest.mark.slow
 def test_100_abrupt_disconnects_leak_nothing(bot):
     from osum_echat.serve.client import RealtimeClient
 
