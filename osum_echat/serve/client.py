@@ -153,3 +153,43 @@ class RealtimeClient:
         elif kind == P.ERROR and (item.get("response_id") or item["code"] in (P.E_BUSY, P.E_EMPTY_TURN,
                                                                               P.E_RESPONSE_FAILED)):
             turn.error, turn.t_end = item, now
+
+
+async def _talk(url: str, wav_path: str, task: str, out: str) -> Turn:
+    import numpy as np
+    import soundfile as sf
+
+    from osum_echat.audio.io import load_16k
+
+    x = load_16k(wav_path).numpy()
+    pcm = (np.clip(np.concatenate([x, np.zeros(P.INPUT_SAMPLE_RATE, np.float32)]), -1, 1) * 32767).astype("<i2")
+    async with RealtimeClient(url) as c:
+        ev = await c.update(task=task)
+        if ev["type"] == P.ERROR:
+            raise SystemExit(f"{ev['code']}: {ev['message']}")
+        await c.send_audio(pcm.tobytes(), realtime=True)  # the server's VAD ends the turn
+        turn = await c.response()
+    if out and turn.audio:
+        sf.write(out, np.frombuffer(bytes(turn.audio), dtype="<i2"), turn.sample_rate, subtype="PCM_16")
+    return turn
+
+
+def main(argv=None) -> int:
+    """``python -m osum_echat.serve.client --wav question.wav [--out reply.wav]``: one spoken turn."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--url", default="ws://127.0.0.1:8000/v1/realtime")
+    p.add_argument("--wav", required=True)
+    p.add_argument("--task", default="s2s", choices=P.TASKS)
+    p.add_argument("--out", default="", help="write the spoken reply here")
+    a = p.parse_args(argv)
+    turn = asyncio.run(_talk(a.url, a.wav, a.task, a.out))
+    end = turn.done or turn.cancelled or turn.error or {}
+    print(json.dumps({"think": turn.think, "text": turn.text, "audio_s": len(turn.audio) / 2 / max(turn.sample_rate, 1),
+                      "end": end.get("type"), "timings": end.get("timings")}, ensure_ascii=False, indent=1))
+    return 0 if turn.done else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -241,3 +241,19 @@ def test_token2wav_streaming_vocoder(bot, tmp_path):
     assert turn.done is not None and turn.done["speech_codes"] == 40 and turn.sample_rate == 22050
     assert len(chunks) >= 3  # streamed: first chunk after 8 codes (+4 lookahead), then every 12
     assert len(turn.audio) == 2 * (40 * 22050 // 6400) * 256  # = the one-shot length
+
+
+def test_client_cli_one_turn(bot, tmp_path, capsys):
+    import json
+
+    import soundfile as sf
+
+    from osum_echat.serve.client import main
+
+    wav, out = tmp_path / "q.wav", tmp_path / "reply.wav"
+    sf.write(str(wav), tone(0.6), 16000, subtype="PCM_16")
+    with ServerThread(make_app(bot, script(bot, 3, 10))) as srv:
+        rc = main(["--url", srv.ws_url, "--wav", str(wav), "--out", str(out)])
+    res = json.loads(capsys.readouterr().out)
+    assert rc == 0 and res["end"] == "response.done" and res["text"]
+    assert sf.info(str(out)).frames == 10 * 640  # 10 codes of 40 ms at 16 kHz
