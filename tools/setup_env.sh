@@ -1,5 +1,6 @@
 # Sourced by run.sh and tools/test.sh: makes a Python environment with requirements.txt ready
-# and active, and installs espeak-ng (the mini recipe's speech synthesiser) when missing.
+# and active, and installs espeak-ng (the mini recipe's speech synthesiser) and chromium (the
+# realtime web page's headless test) when missing.
 #
 #   OSUM_VENV=DIR      where to create the virtual environment (default: <repo>/.venv)
 #   OSUM_NO_VENV=1     use the active interpreter as is (you manage the packages)
@@ -76,8 +77,23 @@ osum_setup_espeak() {
     || echo "[setup] could not install espeak-ng (no permission?); the mini recipe's data stage needs it" >&2
 }
 
+osum_setup_chromium() {  # headless browser test of the realtime web page (tests/serve/test_web_page.py)
+  command -v chromium >/dev/null 2>&1 && return 0
+  if [ -n "${OSUM_NO_APT:-}" ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] chromium is not installed (the web page test is skipped without it)" >&2
+    return 0
+  fi
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
+  echo "[setup] installing chromium with apt-get"
+  $sudo apt-get update -qq >/dev/null && \
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+    || echo "[setup] could not install chromium; the web page test will be skipped" >&2
+}
+
 osum_setup() {
   osum_setup_python || { echo "[setup] failed to prepare the Python environment" >&2; return 1; }
   osum_setup_espeak
+  osum_setup_chromium
   export PYTHONPATH="$_osum_root${PYTHONPATH:+:$PYTHONPATH}"
 }

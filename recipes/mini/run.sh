@@ -13,6 +13,9 @@
 #                 items of the test voices, S2S + think, replies through the mini codec) with the rule
 #                 judge (+ a local HF judge folder if --harness_judge is given); reports and plots
 #                 appended to results.md
+#   7 serve       (not in the default run) the realtime speech-to-speech server on the trained
+#                 model, the mini codec as its vocoder: bash recipes/mini/run.sh --stage serve
+#                 [--serve_port 8000]; open http://127.0.0.1:8000/ (docs/serving.md)
 # Usage (from anywhere):
 #   bash recipes/mini/run.sh [--stage 0] [--stop_stage 6] [--quick true|false] [--nj 2]
 #        [--device cpu] [--train_engine torch_ddp] [--exp_root DIR] [--data_root DIR]
@@ -48,7 +51,11 @@ steps3=""
 harness_per_task=""         # understanding items per task (asr/gender/age/emotion) in stage 6
 harness_echat=""            # EChat-style items in stage 6
 harness_judge=""            # a local Hugging Face causal LM folder used as a second judge (optional)
+serve_host=127.0.0.1        # stage 7 (serve)
+serve_port=8000
+serve_opts=""               # more options of osum_echat.bin.serve, e.g. "--max_sessions 4 --vad energy"
 . tools/parse_options.sh
+if [ "$stage" = serve ]; then stage=7; stop_stage=7; fi
 
 if [ "$quick" = true ]; then
   mode=quick; corpus_opts=(--quick); eval_max_speech=10; : "${enc_steps:=60}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
@@ -200,5 +207,14 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     dirs+=("$h/$name")
   done
   $python $local/append_harness.py --results "$exp/results.md" "${dirs[@]}"
+fi
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  [ -f "$exp/stage3/final.pt" ] || { echo "no trained model in $exp/stage3: run stages 0-4 first" >&2; exit 1; }
+  log "stage 7: serving the mini model on http://$serve_host:$serve_port/ (Ctrl-C stops)"
+  # shellcheck disable=SC2086
+  # MALLOC_ARENA_MAX: vocoder threads would each get a malloc arena (docs/serving.md)
+  MALLOC_ARENA_MAX=2 $python -m osum_echat.bin.serve --config "$exp/stage3/train.yaml" --checkpoint "$exp/stage3/final.pt" \
+    --tokenizer "$tok" --device "$device" --vocoder $local/serve_vocoder.py:build --vocoder_arg codec="$codec" \
+    --host "$serve_host" --port "$serve_port" $serve_opts
 fi
 log "done ($mode): $exp"

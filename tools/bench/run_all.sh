@@ -15,6 +15,7 @@ args_loader="--passes 2 --workers 0,1"
 args_decode="--runs 5 --threads 1"
 args_token2wav="--repeats 2"
 args_train_step=""
+args_serve_load="--clients 4 --turns 5 --barge_every 4"
 . tools/parse_options.sh
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
