@@ -81,6 +81,10 @@ def _stage_breakdown(tar: str, tok, reps: int = 5) -> dict:
     cfg.batch.max_tokens_in_batch = 2220
     cfg.batch.batch_size = 0
     renderer = build_renderer(cfg, tok)
+    import torch
+
+    outer = torch.get_num_threads()
+    torch.set_num_threads(cfg.pipeline_threads or outer)  # as the loader runs the stages
     names = ["tokenize", "decode", "resample", "speed_perturb", "filter_audio", "features", "augment"]
     best: dict[str, float] = {}
     for _ in range(reps):
@@ -103,6 +107,7 @@ def _stage_breakdown(tar: str, tok, reps: int = 5) -> dict:
         t["collate"] = time.perf_counter() - t0
         for k, v in t.items():
             best[k] = min(best.get(k, v), v)
+    torch.set_num_threads(outer)
     n = len(items)
     total = sum(best.values())
     return {"ms_per_utt": {k: round(v / n * 1000, 3) for k, v in best.items()},
