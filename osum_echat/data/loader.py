@@ -26,6 +26,7 @@ batch is materialised (the example is then dropped from that batch, counted).
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import random
 from collections.abc import Iterator
@@ -303,9 +304,16 @@ class ResumableLoader:
         ds.resume = copy.deepcopy(self.workers)
         ds.rotation = self.step % self.num_roles
         if self.cfg.num_workers > 0:
-            it = iter(DataLoader(ds, batch_size=None, collate_fn=_identity, num_workers=self.cfg.num_workers,
-                                 prefetch_factor=self.cfg.prefetch_factor,
-                                 pin_memory=self.cfg.pin_memory, persistent_workers=False))
+            # the workers fork here: with the parent's objects frozen, their garbage collector
+            # does not walk (and so copy-on-write) every page of the parent's Python heap
+            gc.freeze()
+            try:
+                it = iter(DataLoader(ds, batch_size=None, collate_fn=_identity,
+                                     num_workers=self.cfg.num_workers,
+                                     prefetch_factor=self.cfg.prefetch_factor,
+                                     pin_memory=self.cfg.pin_memory, persistent_workers=False))
+            finally:
+                gc.unfreeze()
         else:
             it = _with_threads(iter(ds), self.cfg.pipeline_threads)
         for batch, cursor, delta in it:
