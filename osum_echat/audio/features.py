@@ -57,6 +57,44 @@ def log_mel_spectrogram(wav: torch.Tensor, n_mels: int = 80) -> torch.Tensor:
     return ((log_spec + 4.0) / 4.0).T.contiguous()
 
 
+def log_mel_batch(wavs: torch.Tensor, lengths: torch.Tensor, n_mels: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features of a batch in one STFT: zero-padded waveforms (B, N) with valid ``lengths``
+    (B,) samples -> (feats (B, T, n_mels) float32 zero-padded, frames (B,) = lengths // 160),
+    T = max frames. Row b equals ``log_mel_spectrogram(wavs[b, :lengths[b]])`` (within float
+    rounding): each row is reflect-padded at its own end, and the (max - 8) floor is taken
+    per row. Works on any device (one call for the whole batch on an accelerator).
+    Raises ValueError for rows of 200 samples or less (the reflection needs more)."""
+    if wavs.dim() != 2 or lengths.dim() != 1 or lengths.shape[0] != wavs.shape[0]:
+        raise ValueError(f"expected wavs (B, N) and lengths (B,), got {tuple(wavs.shape)} and {tuple(lengths.shape)}")
+    half = N_FFT // 2
+    if int(lengths.min()) <= half:
+        raise ValueError(f"a waveform of {int(lengths.min())} samples is too short (> {half} needed)")
+    dev, wavs = wavs.device, wavs.float()
+    lengths = lengths.to(dev)
+    b, n = wavs.shape
+    frames = lengths // HOP_LENGTH
+    t = int(frames.max())
+    # the samples each row's frames read: [reflected head | wav | reflected tail | zeros]
+    width = max(n, (t - 1) * HOP_LENGTH + N_FFT - 2 * half) + 2 * half
+    padded = wavs.new_zeros(b, width)
+    padded[:, half:half + n] = wavs
+    padded[:, :half] = wavs[:, 1:half + 1].flip(-1)
+    k = torch.arange(half, device=dev)
+    tail_src = (lengths[:, None] - 2 - k).clamp(min=0)  # x[n-2], x[n-3], ... (reflect mode)
+    padded.scatter_(1, lengths[:, None] + half + k, wavs.gather(1, tail_src))
+    padded[torch.arange(width, device=dev)[None] >= (lengths + 2 * half)[:, None]] = 0.0
+    spec = torch.stft(padded[:, :(t - 1) * HOP_LENGTH + N_FFT], N_FFT, HOP_LENGTH, window=_window(str(dev)),
+                      center=False, return_complex=True)  # (B, F, t)
+    ri = torch.view_as_real(spec)
+    power = ri[..., 0].square() + ri[..., 1].square()
+    log_spec = torch.clamp(_mel_filters(n_mels, str(dev)) @ power, min=1e-10).log10()  # (B, M, t)
+    valid = torch.arange(t, device=dev)[None] < frames[:, None]  # (B, t)
+    peak = log_spec.masked_fill(~valid[:, None], float("-inf")).amax(dim=(1, 2), keepdim=True)
+    log_spec = torch.maximum(log_spec, peak - 8.0)
+    out = ((log_spec + 4.0) / 4.0).transpose(1, 2) * valid[..., None]
+    return out.contiguous(), frames
+
+
 def features_from_wav(wav, n_mels: int = 80, sample_rate: int = SAMPLE_RATE,
                       start: float | None = None, end: float | None = None) -> torch.Tensor:
     """Any speech input -> log-mel features (T, n_mels) float32 on the CPU, as the model takes them.

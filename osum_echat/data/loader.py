@@ -26,6 +26,7 @@ batch is materialised (the example is then dropped from that batch, counted).
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import random
 from collections.abc import Iterator
@@ -146,8 +147,8 @@ class MixtureDataset(IterableDataset):
         info = get_worker_info()
         n_workers = info.num_workers if info else 1
         role = ((info.id if info else 0) + self.rotation) % n_workers
-        if info is not None:
-            torch.set_num_threads(1)
+        if info is not None and self.cfg.pipeline_threads:
+            torch.set_num_threads(self.cfg.pipeline_threads)
         drops = {fam: DropCounter(collect=True) for fam in self.lists}
         cur = self.resume.get(str(role), {})
         fam_cur = cur.get("families", {})
@@ -208,6 +209,22 @@ def _from_wire(data: dict[str, Any]) -> Any:
     from osum_echat.model.batch import Batch
 
     return Batch(**{k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in data.items()})
+
+
+def _with_threads(it: Iterator[Any], threads: int) -> Iterator[Any]:
+    """Items of ``it``, each produced with ``threads`` torch intra-op threads; the caller's
+    setting is restored before each item is handed over (0: leave it as is)."""
+    while True:
+        outer = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        finally:
+            torch.set_num_threads(outer)
+        yield item
 
 
 def _identity(x: Any) -> Any:
@@ -287,11 +304,18 @@ class ResumableLoader:
         ds.resume = copy.deepcopy(self.workers)
         ds.rotation = self.step % self.num_roles
         if self.cfg.num_workers > 0:
-            it = iter(DataLoader(ds, batch_size=None, collate_fn=_identity, num_workers=self.cfg.num_workers,
-                                 prefetch_factor=self.cfg.prefetch_factor,
-                                 pin_memory=self.cfg.pin_memory, persistent_workers=False))
+            # the workers fork here: with the parent's objects frozen, their garbage collector
+            # does not walk (and so copy-on-write) every page of the parent's Python heap
+            gc.freeze()
+            try:
+                it = iter(DataLoader(ds, batch_size=None, collate_fn=_identity,
+                                     num_workers=self.cfg.num_workers,
+                                     prefetch_factor=self.cfg.prefetch_factor,
+                                     pin_memory=self.cfg.pin_memory, persistent_workers=False))
+            finally:
+                gc.unfreeze()
         else:
-            it = iter(ds)
+            it = _with_threads(iter(ds), self.cfg.pipeline_threads)
         for batch, cursor, delta in it:
             self._absorb(delta)
             if batch is None:  # end-of-worker report

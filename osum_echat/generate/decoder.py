@@ -129,9 +129,11 @@ class Decoder:
             rows = [i for i, s in enumerate(states) if not s.done and s.phase == phase]
             if not rows:
                 continue
-            x = h[rows]
+            # a run of rows is a view (one request: no copy of h); the text head is one GEMV
+            # over the whole vocabulary, memory-bound: nothing else here touches a full row
+            x = h[rows[0]:rows[-1] + 1] if rows[-1] - rows[0] == len(rows) - 1 else h[rows]
             if phase == TEXT:
-                logits = x @ self.model.lm_head_weight.t()
+                logits = torch.nn.functional.linear(x, self.model.lm_head_weight)
             else:
                 logits = self.model.speech_head(x)
             for j, i in enumerate(rows):
@@ -184,6 +186,9 @@ class Decoder:
         """(B, 1, H) embeddings of the fed tokens, each with the table of its phase."""
         dev = self.device
         ids = torch.tensor(tokens, device=dev)
+        if len(set(kinds)) == 1:  # every row in one phase (always so for one request)
+            table = self.model.embed_tokens if kinds[0] == TEXT else self.model.speech_token_emded
+            return table(ids).to(self.model.dtype)[:, None]
         is_text = torch.tensor([k == TEXT for k in kinds], device=dev)
         emb = torch.empty(len(tokens), self.body.config.hidden_size, device=dev, dtype=self.model.dtype)
         if bool(is_text.any()):

@@ -128,7 +128,7 @@ class EChat:
 
         cfg = load_config(config or DEFAULT_CONFIG, overrides)
         tok = tokenizer if tokenizer is not None and not isinstance(tokenizer, (str, Path)) \
-            else load_tokenizer(str(tokenizer or cfg.text.tokenizer))
+            else load_tokenizer(str(tokenizer or cfg.text.tokenizer), slim=cfg.text.slim_tokenizer)
         model = build_model(cfg.model, apply_trainable=False)
         if checkpoint:
             load_checkpoint(model, checkpoint)

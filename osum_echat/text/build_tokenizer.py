@@ -122,3 +122,18 @@ def build_qwen_tokenizer(tiktoken_file: str | Path | None = None, out_dir: str |
     # as in Qwen2.5's config: every special added token but <|endoftext|> (the pad) is listed
     extra = [c for c, special in QWEN25_ADDED_TOKENS if special and c != prompts.ENDOFTEXT]
     return _wrap(tk, out_dir, UPSTREAM_PAD if upstream_pad else prompts.ENDOFTEXT, extra)
+
+
+def build_qwen_slim_tokenizer(tiktoken_file: str | Path | None = None):
+    """:func:`build_qwen_tokenizer`'s ids and texts as a :class:`~osum_echat.text.slim_tokenizer.SlimTokenizer`
+    (tiktoken, ~75 MB instead of ~225 MB; the decoding subset of the tokenizer API)."""
+    from tiktoken.load import load_tiktoken_bpe
+
+    from osum_echat.text.slim_tokenizer import SlimTokenizer
+
+    path = Path(tiktoken_file) if tiktoken_file else find_qwen_tiktoken()
+    if path is None or not path.is_file():
+        raise FileNotFoundError("qwen.tiktoken not found; pip install --no-deps dashscope==2.0.2")
+    ranks = load_tiktoken_bpe(str(path))
+    added = [(content, len(ranks) + i, special) for i, (content, special) in enumerate(QWEN25_ADDED_TOKENS)]
+    return SlimTokenizer(ranks, QWEN_PATTERN, added)

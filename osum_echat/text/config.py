@@ -22,6 +22,9 @@ class TextConfig:
     # Lower-case every supervised text, tags included (OSUM's training labels); otherwise only
     # the plain transcription task is lower-cased.
     lowercase_labels: bool = False
+    # Inference (EChat.from_config) loads the tokenizer as a SlimTokenizer (tiktoken: same ids
+    # and texts, ~150 MB less) when the folder's BPE allows it; training always uses HF's.
+    slim_tokenizer: bool = True
 
     def validate(self) -> None:
         if self.think_style not in ("language", "tag"):

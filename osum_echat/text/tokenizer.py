@@ -45,11 +45,20 @@ def resolve_hf_folder(path_or_id: str, allow_patterns: list[str] | None = None) 
         ) from err
 
 
-def load_tokenizer(path_or_id: str):
-    """HF tokenizer from a local folder or a hub id (tokenizer files only)."""
+def load_tokenizer(path_or_id: str, slim: bool = False):
+    """HF tokenizer from a local folder or a hub id (tokenizer files only). ``slim``: a
+    :class:`~osum_echat.text.slim_tokenizer.SlimTokenizer` with the same ids and texts (~150 MB
+    less; only the API decoding uses) when the folder's algorithm allows, else the HF one."""
+    folder = resolve_hf_folder(path_or_id, allow_patterns=TOKENIZER_FILES)
+    if slim:
+        from osum_echat.text.slim_tokenizer import SlimTokenizer
+
+        try:
+            return SlimTokenizer.from_folder(folder)
+        except (ValueError, OSError, KeyError) as err:
+            logger.info("slim tokenizer not used (%s): loading the HF tokenizer", err)
     from transformers import AutoTokenizer
 
-    folder = resolve_hf_folder(path_or_id, allow_patterns=TOKENIZER_FILES)
     tok = AutoTokenizer.from_pretrained(str(folder))
     tok.padding_side = "right"
     return tok

@@ -6,7 +6,7 @@ import soundfile as sf
 import torch
 
 from osum_echat.audio.augment import spec_aug, spec_sub
-from osum_echat.audio.features import log_mel_spectrogram, num_frames
+from osum_echat.audio.features import log_mel_batch, log_mel_spectrogram, num_frames
 from osum_echat.audio.io import AudioError, load_16k, load_audio, resample, save_wav
 
 
@@ -17,6 +17,27 @@ def test_log_mel_equals_openai_whisper():
     ref = whisper.log_mel_spectrogram(wav).T
     assert ours.shape == ref.shape == (num_frames(wav.numel()), 80)
     assert torch.allclose(ours, ref, atol=1e-4)
+
+
+def test_log_mel_batch_equals_per_utterance():
+    """One STFT over zero-padded rows = each row alone: own reflected end, own (max - 8) floor
+    (a loud row next to a quiet one), zero rows/frames past each length; short rows rejected."""
+    g = torch.Generator().manual_seed(0)
+    lens = [16000 * 3 + 77, 401, 16000 + 159, 2345]
+    scale = [1.0, 0.01, 0.1, 1e-4]
+    wavs = torch.zeros(len(lens), max(lens) + 500)  # extra padding: T follows the lengths
+    for i, (n, a) in enumerate(zip(lens, scale)):
+        wavs[i, :n] = a * torch.randn(n, generator=g)
+        wavs[i, n:] = 7.0  # garbage past the length must not leak in
+    feats, frames = log_mel_batch(wavs, torch.tensor(lens))
+    assert feats.shape == (len(lens), max(lens) // 160, 80)
+    for i, n in enumerate(lens):
+        ref = log_mel_spectrogram(wavs[i, :n])
+        assert int(frames[i]) == ref.shape[0] == num_frames(n)
+        assert torch.allclose(feats[i, : ref.shape[0]], ref, atol=1e-4)
+        assert not feats[i, ref.shape[0]:].any()
+    with pytest.raises(ValueError, match="too short"):
+        log_mel_batch(torch.zeros(1, 300), torch.tensor([200]))
 
 
 @pytest.mark.parametrize("fmt", ["WAV", "FLAC", "OGG"])

@@ -116,3 +116,34 @@ def test_partition_covers_every_sample_once(family_lists, tiny_tok):
         keys += [k for b in ld for k in b.keys]
     want = [f"asr{i}" for i in range(12)] + [f"s2s{i}" for i in range(7)] + [f"t2t{i}" for i in range(5)]
     assert sorted(keys) == sorted(want)
+
+
+def test_pipeline_threads_in_main_process(family_lists, tiny_tok, monkeypatch):
+    """num_workers 0: the pipeline runs with ``pipeline_threads`` torch threads and the
+    caller's setting is back whenever a batch is handed over."""
+    import torch
+
+    from osum_echat.data import pipeline
+
+    seen = []
+    real = pipeline.features
+
+    def spy(samples, ctx):
+        for s in real(samples, ctx):
+            seen.append(torch.get_num_threads())
+            yield s
+
+    monkeypatch.setattr(pipeline, "features", spy)  # sample_stages looks stages up per call
+    outer = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        ld = build_loader(_cfg(pipeline_threads=1), family_lists, tiny_tok, train=False)
+        for _ in ld:
+            assert torch.get_num_threads() == 3
+        assert seen and set(seen) == {1}
+        seen.clear()
+        for _ in build_loader(_cfg(pipeline_threads=0), family_lists, tiny_tok, train=False):
+            pass
+        assert set(seen) == {3}
+    finally:
+        torch.set_num_threads(outer)

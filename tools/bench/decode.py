@@ -28,13 +28,27 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 
-def load_tokenizer():
-    from osum_echat.text.build_tokenizer import build_qwen_tokenizer, find_qwen_tiktoken, train_bpe_tokenizer
+def load_tokenizer(kind: str = "slim"):
+    from osum_echat.text.build_tokenizer import (
+        build_qwen_slim_tokenizer,
+        build_qwen_tokenizer,
+        find_qwen_tiktoken,
+        train_bpe_tokenizer,
+    )
 
     if find_qwen_tiktoken() is not None:
+        if kind == "slim":  # what inference loads by default (text.slim_tokenizer)
+            return build_qwen_slim_tokenizer(), "qwen2 slim (tiktoken, dashscope qwen.tiktoken)"
         return build_qwen_tokenizer(), "qwen2 (dashscope qwen.tiktoken)"
     corpus = ["hello world", "今天天气真好", "年龄为:<CHILD><ADULT><OLD>"] * 5
     return train_bpe_tokenizer(corpus, vocab_size=300), "tiny BPE (qwen.tiktoken not installed)"
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (VmHWM), MB."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def main(argv=None) -> int:
@@ -46,6 +60,8 @@ def main(argv=None) -> int:
     p.add_argument("--clip_s", type=float, default=1.37)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--tokenizer", choices=("slim", "hf"), default="slim",
+                   help="slim: the tiktoken tokenizer inference loads; hf: the HF fast tokenizer")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
@@ -58,7 +74,7 @@ def main(argv=None) -> int:
     cfg_path = REPO / "conf/model" / ("osum_echat_3b.yaml" if args.release else "tiny.yaml")
     cfg = load_config(cfg_path, ["model.llm.vocab_size=151936", "generate.s2s.greedy=true",
                                  f"generate.max_new_tokens={args.new_tokens}"])
-    tok, tok_name = load_tokenizer()
+    tok, tok_name = load_tokenizer(args.tokenizer)
     torch.manual_seed(0)
     with torch.device(device):
         model = build_model(cfg.model, apply_trainable=False)
@@ -118,6 +134,7 @@ def main(argv=None) -> int:
         "whole_call_ms_med": statistics.median((s[-1] - t0) * 1e3 for t0, s, _, _ in runs),
         "cold_ttft_ms": (cold[1][0] - cold[0]) * 1e3,
         "load_avg_1min": os.getloadavg()[0],
+        "peak_rss_mb": _peak_rss_mb(),
         "upstream_reference": {"ttft_ms_med": 45.6, "ms_per_token_med": 3.57, "tokens_per_s_med": 280,
                                "whole_call_ms_med": 157.2, "source": "docs/upstream_compat.md Baselines, 1.37 s clip"},
     }

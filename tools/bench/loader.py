@@ -52,6 +52,7 @@ def _tokenizer():
 
 def _pass(cfg: DataConfig, lst: str, tok) -> dict:
     loader = build_loader(cfg, {"s2s": lst}, tok, text_vocab_size=151936, train=True)
+    c0 = _cpu_s()
     t0 = time.perf_counter()
     utts = batches = frames = positions = 0
     first = None
@@ -63,9 +64,20 @@ def _pass(cfg: DataConfig, lst: str, tok) -> dict:
         frames += int(b.feats_lengths.sum())
         positions += sum(e - st for _, st, e in b.spans)
     dt = time.perf_counter() - t0
-    return {"time_s": dt, "ttfb_s": first, "utts": utts, "batches": batches, "audio_s": frames / 100,
+    drops = loader.drops.total()
+    del loader
+    return {"time_s": dt, "cpu_s": _cpu_s() - c0, "ttfb_s": first, "utts": utts, "batches": batches, "audio_s": frames / 100,
             "positions": positions,
-            "drops": loader.drops.total()}
+            "drops": drops}
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process and its reaped children (the workers are
+    joined when their pass ends): much less sensitive to a busy machine than wall time."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _stage_breakdown(tar: str, tok, reps: int = 5) -> dict:
@@ -81,6 +93,10 @@ def _stage_breakdown(tar: str, tok, reps: int = 5) -> dict:
     cfg.batch.max_tokens_in_batch = 2220
     cfg.batch.batch_size = 0
     renderer = build_renderer(cfg, tok)
+    import torch
+
+    outer = torch.get_num_threads()
+    torch.set_num_threads(cfg.pipeline_threads or outer)  # as the loader runs the stages
     names = ["tokenize", "decode", "resample", "speed_perturb", "filter_audio", "features", "augment"]
     best: dict[str, float] = {}
     for _ in range(reps):
@@ -103,6 +119,7 @@ def _stage_breakdown(tar: str, tok, reps: int = 5) -> dict:
         t["collate"] = time.perf_counter() - t0
         for k, v in t.items():
             best[k] = min(best.get(k, v), v)
+    torch.set_num_threads(outer)
     n = len(items)
     total = sum(best.values())
     return {"ms_per_utt": {k: round(v / n * 1000, 3) for k, v in best.items()},
@@ -153,6 +170,8 @@ def main() -> None:
                 "audio_s_per_s_median": round(runs[0]["audio_s"] / med, 1),
                 "llm_positions_per_s_median": round(runs[0]["positions"] / med),
                 "per_worker_utt_per_s": round(runs[0]["utts"] / med / max(1, w), 1),
+                "cpu_s_per_pass_median": round(statistics.median(r["cpu_s"] for r in runs), 3),
+                "utt_per_cpu_s_median": round(runs[0]["utts"] / statistics.median(r["cpu_s"] for r in runs), 1),
             }
         import torch
 
@@ -160,6 +179,7 @@ def main() -> None:
                "data": ("generated upstream-format shard (10 x 10.96 s, 421 codes) x12 x2 (240 utts)"
                         if not a.fake else f"{a.fake}/shard x12 x2"),
                "tokenizer": tok_name, "torch_threads": torch.get_num_threads(),
+               "load_avg_1min": os.getloadavg()[0],
                "upstream_utt_per_s_warm_single_process": 184.4, "results": results}
         if a.stages:
             out["stages_single_process"] = _stage_breakdown(tars[0], tok)
