@@ -28,7 +28,10 @@ from __future__ import annotations
 import copy
 import gc
 import logging
+import os
 import random
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -232,6 +235,23 @@ def _identity(x: Any) -> Any:
     return x
 
 
+def _exit_with_parent(_worker_id: int) -> None:
+    """DataLoader worker init: end the worker as soon as the process that started it dies.
+
+    PyTorch's worker notices a dead parent only while it waits for work, and at exit it joins
+    its result-queue thread, which blocks forever on a full pipe that nobody reads: a training
+    process killed with SIGKILL (or by the OOM killer) left its workers behind, each holding
+    its memory. A daemon thread checks the parent once a second and ends the worker."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class ResumableLoader:
     """Iterates Batches (in a DataLoader when ``num_workers`` > 0) and tracks the exact
     resume state; ``state_dict()`` / ``load_state_dict()`` round-trip through checkpoints."""
@@ -311,7 +331,8 @@ class ResumableLoader:
                 it = iter(DataLoader(ds, batch_size=None, collate_fn=_identity,
                                      num_workers=self.cfg.num_workers,
                                      prefetch_factor=self.cfg.prefetch_factor,
-                                     pin_memory=self.cfg.pin_memory, persistent_workers=False))
+                                     pin_memory=self.cfg.pin_memory, persistent_workers=False,
+                                     worker_init_fn=_exit_with_parent))
             finally:
                 gc.unfreeze()
         else:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -62,8 +63,13 @@ def test_sigkill_and_resume_matches_uninterrupted(tiny_config, tiny_lists, tmp_p
     cut = subprocess.Popen(_cmd(tiny_config, tiny_lists, cut_dir), cwd=REPO, env=_env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for_step(cut, cut_dir / "metrics.jsonl", MAX_STEPS - 1)
+    workers = psutil.Process(cut.pid).children(recursive=True)
+    assert workers, "the run has a DataLoader worker"
     cut.send_signal(signal.SIGKILL)
     cut.wait()
+    # its workers end with it (they used to linger, blocked on a full result pipe)
+    _, alive = psutil.wait_procs(workers, timeout=20)
+    assert not alive, [p.pid for p in alive]
     _, err = ref.communicate(timeout=240)
     assert ref.returncode == 0, err[-3000:]
     latest = (cut_dir / "latest").read_text().strip()
