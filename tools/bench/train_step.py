@@ -250,6 +250,11 @@ def run_one(args: argparse.Namespace) -> dict:
         devlib.synchronize(device)
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
+        # progress on stderr (long release steps): the step's time and the peak so far
+        sys.stderr.write(f"step {len(times)}: {times[-1]:.1f} s, loss {losses[-1]:.4f}, "
+                         f"VmHWM {vm_hwm_mb():.0f} MB, build peak {build_peak:.0f} MB, "
+                         f"RSS before model {rss_before_model:.0f} MB\n")
+        sys.stderr.flush()
     med = statistics.median(times)
     peak_mb = vm_hwm_mb() if device.type == "cpu" else devlib.peak_memory_mb(device)
     peak_tflops = args.peak_tflops
