@@ -3,7 +3,7 @@
     python -m osum_echat.bin.plan_memory --config conf/stage2_generation.yaml \
         [--zero 0|1|2|3] [--gpus N] [--micro_batch_tokens T] [--lora] [--checkpointing on|off] \
         [--audio_s 30] [--prompt_tokens 40] [--reply_tokens 400] [--examples 1] [--packed] \
-        [--dtype bf16|fp32] \
+        [--dtype bf16|fp32] [--frozen_dtype fp32|bf16] \
         [--device cuda|cpu] [--budget_gb 24] [--json] [dotted.overrides=value ...]
 
 The model is built on the meta device (nothing allocated); the stage's trainable parts come
@@ -32,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="0 = torch engine (fp32 weights, bf16 autocast); 1-3 = DeepSpeed ZeRO stage")
     p.add_argument("--gpus", type=int, default=1)
     p.add_argument("--dtype", choices=["bf16", "fp32"], default=None, help="default: train.dtype")
+    p.add_argument("--frozen_dtype", choices=["fp32", "bf16"], default="fp32",
+                   help="torch engine: store the frozen parameters in bf16 (trainable ones stay fp32)")
     p.add_argument("--lora", action="store_true", help="LoRA on the LLM instead of full fine-tuning")
     p.add_argument("--checkpointing", choices=["on", "off"], default=None,
                    help="LLM activation checkpointing (default: as configured)")
@@ -59,7 +61,7 @@ def main(argv=None) -> int:
     opts = PlanOptions(zero=args.zero, gpus=args.gpus, dtype=args.dtype or cfg.train.dtype,
                        lora=True if args.lora else None,
                        llm_checkpointing=None if args.checkpointing is None else args.checkpointing == "on",
-                       device=args.device, workload=work)
+                       device=args.device, frozen_dtype=args.frozen_dtype, workload=work)
     plan = plan_memory(cfg.model, opts)
     fits = fitting_options(cfg.model, opts, args.budget_gb) if args.budget_gb else []
     if args.json:

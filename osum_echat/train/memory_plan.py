@@ -81,6 +81,9 @@ class PlanOptions:
     llm_checkpointing: bool | None = None  # None = as configured
     encoder_checkpointing: bool | None = None
     device: str = "cuda"  # cuda | npu | cpu (cpu: no context / fragmentation allowance)
+    # torch engine only: storage of the frozen parameters (bf16 halves them; the trainable ones
+    # stay fp32 with fp32 gradients and AdamW states)
+    frozen_dtype: str = "fp32"
     workload: Workload = field(default_factory=Workload)
 
     def validate(self) -> None:
@@ -90,6 +93,10 @@ class PlanOptions:
             raise ValueError("gpus must be >= 1")
         if self.dtype not in ("fp32", "bf16"):
             raise ValueError(f"dtype must be fp32 or bf16, got {self.dtype!r}")
+        if self.frozen_dtype not in ("fp32", "bf16"):
+            raise ValueError(f"frozen_dtype must be fp32 or bf16, got {self.frozen_dtype!r}")
+        if self.frozen_dtype == "bf16" and self.zero != 0:
+            raise ValueError("frozen_dtype bf16 is for the torch engine (zero 0); ZeRO sets its own weight dtype")
 
 
 @dataclass
@@ -178,6 +185,9 @@ def static_terms(pc: ParamCounts, cfg: ModelConfig, opts: PlanOptions) -> dict[s
     bf16 = opts.dtype == "bf16"
     w_bytes = 2 if (bf16 and opts.zero >= 1) else 4
     weights = w_bytes * pc.total / (n if opts.zero == 3 else 1)
+    frozen_bf16 = opts.frozen_dtype == "bf16"
+    if frozen_bf16:  # zero 0: trainable fp32, frozen bf16
+        weights = 4 * pc.trainable + 2 * (pc.total - pc.trainable)
     grads = w_bytes * pc.updated / (n if opts.zero >= 2 else 1)
     opt_elems = pc.updated / (n if opts.zero >= 1 else 1)
     optimizer = 8 * opt_elems + (4 * opt_elems if w_bytes == 2 else 0)  # moments (+ fp32 master)
@@ -190,6 +200,8 @@ def static_terms(pc: ParamCounts, cfg: ModelConfig, opts: PlanOptions) -> dict[s
         # trainable ones stay in autocast's cache until the forward ends anyway.
         layers = 1 if cfg.llm.activation_checkpointing else cfg.llm.num_layers
         llm_copies = 2 * pc.llm_layer_matrices * layers
+        if frozen_bf16 and "llm" not in cfg.trainable:
+            llm_copies = 0  # the frozen LLM matrices are bf16 already: autocast makes no copies
         other = 2 * (pc.trainable_per_part.get("encoder", 0) + pc.trainable_per_part.get("adapter", 0)
                      + pc.trainable_per_part.get("lora", 0))
         terms["autocast_copies"] = llm_copies + other
@@ -202,7 +214,9 @@ def plan_memory(cfg: ModelConfig, opts: PlanOptions, params: ParamCounts | None 
     eff = effective_model(cfg, opts)
     pc = params or count_params(eff)
     terms = static_terms(pc, eff, opts)
-    terms.update(activation_terms(eff, opts.workload, opts.dtype, residual_fp32=opts.zero == 0,
+    # the residual stream is fp32 when autocast runs over fp32 LLM weights
+    llm_bf16 = opts.frozen_dtype == "bf16" and "llm" not in eff.trainable
+    terms.update(activation_terms(eff, opts.workload, opts.dtype, residual_fp32=opts.zero == 0 and not llm_bf16,
                                   trainable=pc.trainable_per_part, lm_head_trainable=pc.lm_head_trainable))
     plan = Plan(pc, opts, eff, terms, {})
     if opts.device != "cpu":
@@ -216,6 +230,8 @@ def candidate_options(base: PlanOptions) -> list[tuple[str, PlanOptions]]:
     out: list[tuple[str, PlanOptions]] = [("as given", base)]
 
     def add(name: str, **changes) -> None:
+        if changes.get("zero", 0):  # DeepSpeed picks its own weight dtype
+            changes["frozen_dtype"] = "fp32"
         out.append((name, dataclasses.replace(base, **changes)))
 
     add("+ llm checkpointing", llm_checkpointing=True)
@@ -259,7 +275,7 @@ def format_plan(plan: Plan) -> str:
                               for k, v in sorted(pc.per_part.items())),
              f"options: zero {o.zero}, gpus {o.gpus}, dtype {o.dtype}, lora {plan.model.lora.enable}, "
              f"llm checkpointing {plan.model.llm.activation_checkpointing}, encoder checkpointing "
-             f"{plan.model.encoder.activation_checkpointing}, device {o.device}",
+             f"{plan.model.encoder.activation_checkpointing}, device {o.device}, frozen weights {o.frozen_dtype}",
              f"workload: {o.workload.describe()}",
              f"{'term':<24}{'GB':>10}"]
     for k, v in plan.terms.items():

@@ -16,12 +16,22 @@ through position-id restarts).
     python tools/bench/train_step.py --batch s2s [--pack] [--steps 10] [--peak_tflops X]
     python tools/bench/train_step.py --all          # every config, each in a fresh process
     python tools/bench/train_step.py --release --batch s2s   # 3B release config, bf16, GPU if any
+    python tools/bench/train_step.py --release --device cpu --dtype bf16 --lora --frozen_dtype bf16 \
+        --steps 2 --warmup 0   # the 24 GB fine-tuning step (conf/finetune_24gb.yaml) on one host
     python tools/bench/train_step.py --batch asr --encoder_cache_mb 64 'model.trainable=[adapter,llm,speech]'
         # frozen encoder served from the cache (train.encoder_cache_mb; docs/benchmarks.md)
 
 Peak memory: on CPU the kernel's VmHWM (reset just before the step loop), on GPUs the peak
 allocated bytes. MFU = 6 * N_trainable * positions / step time / peak FLOP/s (``--peak_tflops``;
 omitted on CPU unless given). One JSON object per run on stdout.
+
+``--lora`` runs the fine-tuning set of ``conf/finetune_24gb.yaml`` (LoRA r 64 on the LLM, frozen
+encoder, adapter and speech head trainable, LLM activation checkpointing, 256-row loss chunks).
+``--frozen_dtype bf16`` builds the frozen parameters directly in bf16 (no fp32 copy is ever
+made; the trainable ones are fp32), else every weight is fp32 as in the torch engine. With
+``--lora`` the JSON also has the model's own peak (VmHWM from just before the model was built,
+minus the VmRSS then; run with ``MALLOC_MMAP_THRESHOLD_=65536`` so freed tensors leave the RSS)
+and the memory planner's figure for the same step (``plan_memory --device cpu``), with the error.
 """
 
 from __future__ import annotations
@@ -43,6 +53,9 @@ sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 TINY = ["model.adapter.ffn_dim=2560", "model.adapter.num_layers=4", "model.llm.vocab_size=151936",
         "model.llm.intermediate_size=128", "model.encoder.activation_checkpointing=true",
         "model.trainable=[encoder,adapter,llm,speech]"]
+# the fine-tuning set of conf/finetune_24gb.yaml on the tiny model
+LORA = ["model.lora.enable=true", "model.trainable=[adapter,lora,speech]", "model.llm.activation_checkpointing=true",
+        "model.loss_chunk_size=256"]
 UPSTREAM = {"s2s": {"positions_per_s": 352, "peak_rss_gb": 4.89, "L": 664},
             "asr": {"positions_per_s": 367, "peak_rss_gb": 1.67, "L": 208}}
 
@@ -125,25 +138,92 @@ def reset_vm_hwm() -> None:
         pass
 
 
+def config_source(args: argparse.Namespace) -> tuple[Path, list[str]]:
+    """(config file, overrides) of the run: the release model (``--lora``: with the fine-tuning
+    set of conf/finetune_24gb.yaml) or the tiny upstream-shaped one (``--lora``: the same set)."""
+    if args.release:
+        return REPO / ("conf/finetune_24gb.yaml" if args.lora else "conf/model/osum_echat_3b.yaml"), args.override
+    lora = LORA if args.lora else []
+    return REPO / "conf/model/tiny.yaml", TINY + lora + args.override
+
+
+def build_bench_model(cfg, frozen_dtype: str):
+    """Random weights; with ``frozen_dtype`` bf16 built in bf16 from the start (default dtype),
+    then only the trainable parameters are made fp32 (AdamW states and gradients stay fp32)."""
+    import torch
+
+    from osum_echat.model.build import build_model
+
+    if frozen_dtype == "fp32":
+        return build_model(cfg)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        model = build_model(cfg)
+    finally:
+        torch.set_default_dtype(old)
+    for p in model.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+    return model
+
+
+def weight_dtypes(model) -> dict[str, int]:
+    """Parameters per storage dtype (tied ones once)."""
+    out: dict[str, int] = {}
+    seen: set[int] = set()
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            key = str(p.dtype).replace("torch.", "")
+            out[key] = out.get(key, 0) + p.numel()
+    return out
+
+
+def model_peak_vs_plan(model_cfg, batch, dtype: str, frozen_dtype: str, measured_mb: float) -> dict:
+    """The planner's peak for this step (device cpu, the batch's shape) next to the measured one."""
+    import dataclasses
+
+    from osum_echat.train.memory_activations import Workload
+    from osum_echat.train.memory_plan import PlanOptions, plan_memory
+
+    n = batch.num_examples
+    audio_s = float(batch.feats_lengths.float().mean()) / 100
+    work = Workload(audio_s=audio_s, prompt_tokens=0, reply_tokens=batch.num_targets / n, examples=n)
+    work = dataclasses.replace(work, prompt_tokens=int(batch.kinds.shape[1]) - work.positions_per_example)
+    plan = plan_memory(model_cfg, PlanOptions(dtype=dtype, device="cpu", frozen_dtype=frozen_dtype, workload=work))
+    measured = measured_mb * 2**20
+    return {"model_peak_gb": round(measured / 1e9, 3), "planned_gb": round(plan.allocated / 1e9, 3),
+            "plan_error_pct": round(100 * (plan.allocated / measured - 1), 1),
+            "plan_workload": dataclasses.asdict(work),
+            "plan_terms_gb": {k: round(v / 1e9, 4) for k, v in plan.terms.items()}}
+
+
 def run_one(args: argparse.Namespace) -> dict:
     import torch
 
     from osum_echat import device as devlib
     from osum_echat.config import load_config
-    from osum_echat.model.build import build_model, count_parameters
+    from osum_echat.model.build import count_parameters
     from osum_echat.train.config import TrainConfig
     from osum_echat.train.engine import TorchEngine
 
     torch.manual_seed(0)
+    cfg = load_config(*config_source(args))
     if args.release:
-        cfg = load_config(REPO / "conf/model/osum_echat_3b.yaml", args.override)
-        dtype, device = "bf16", devlib.resolve_device(args.device)
+        dtype, device = args.dtype or "bf16", devlib.resolve_device(args.device)
     else:
-        cfg = load_config(REPO / "conf/model/tiny.yaml", TINY + args.override)
-        dtype, device = "fp32", devlib.resolve_device(args.device or "cpu")
+        dtype, device = args.dtype or "fp32", devlib.resolve_device(args.device or "cpu")
     tok, tok_name = tokenizer()
     batch = make_batch(args.batch, args.pack, tok, cfg.model.llm.vocab_size)
-    model = build_model(cfg.model).train()
+    if args.lora and device.type == "cpu":
+        sys.path.insert(0, str(REPO / "tools" / "bench"))
+        from memory_check import warm_up_runtime
+
+        warm_up_runtime(dtype)  # one-off runtime costs into the baseline, as tools/bench/memory_check.py
+    rss_before_model = proc_status_mb("VmRSS")
+    reset_vm_hwm()
+    model = build_bench_model(cfg.model, args.frozen_dtype).train()
     if args.encoder_cache_mb:
         model.enable_encoder_cache(args.encoder_cache_mb)  # the warm-up steps fill it
     n_params, n_train = count_parameters(model), count_parameters(model, trainable_only=True)
@@ -158,6 +238,7 @@ def run_one(args: argparse.Namespace) -> dict:
 
     for _ in range(args.warmup):
         step()
+    build_peak = vm_hwm_mb()  # model build (+ warm-up steps)
     rss_before = proc_status_mb("VmRSS")
     reset_vm_hwm()
     devlib.reset_peak_memory(device)
@@ -169,13 +250,20 @@ def run_one(args: argparse.Namespace) -> dict:
         devlib.synchronize(device)
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
+        # progress on stderr (long release steps): the step's time and the peak so far
+        sys.stderr.write(f"step {len(times)}: {times[-1]:.1f} s, loss {losses[-1]:.4f}, "
+                         f"VmHWM {vm_hwm_mb():.0f} MB, build peak {build_peak:.0f} MB, "
+                         f"RSS before model {rss_before_model:.0f} MB\n")
+        sys.stderr.flush()
     med = statistics.median(times)
     peak_mb = vm_hwm_mb() if device.type == "cpu" else devlib.peak_memory_mb(device)
     peak_tflops = args.peak_tflops
     mfu = 6 * n_train * positions / med / (peak_tflops * 1e12) if peak_tflops else None
     res = {"bench": "train_step", "batch": args.batch, "pack": args.pack, "release": args.release,
            "trainable_parts": list(cfg.model.trainable), "encoder_cache_mb": args.encoder_cache_mb,
-           "device": str(device), "dtype": dtype, "tokenizer": tok_name, "threads": torch.get_num_threads(),
+           "lora": cfg.model.lora.enable, "llm_checkpointing": cfg.model.llm.activation_checkpointing,
+           "device": str(device), "dtype": dtype, "frozen_dtype": args.frozen_dtype,
+           "weight_dtypes": weight_dtypes(model), "tokenizer": tok_name, "threads": torch.get_num_threads(),
            "params": n_params, "trainable": n_train, "rows": int(batch.kinds.shape[0]),
            "L": int(batch.kinds.shape[1]), "positions": positions, "samples": batch.num_examples,
            "padding_ratio": round(batch.padding_ratio(), 4), "step_ms_median": round(med * 1e3, 1),
@@ -185,9 +273,14 @@ def run_one(args: argparse.Namespace) -> dict:
            "load_average_1m": round(os.getloadavg()[0], 2),
            "samples_per_s": round(batch.num_examples / med, 2), "peak_memory_mb": round(peak_mb, 1),
            "memory_kind": "VmHWM" if device.type == "cpu" else "max_allocated",
-           "rss_before_loop_mb": round(rss_before, 1),
+           "rss_before_loop_mb": round(rss_before, 1), "build_peak_mb": round(build_peak, 1),
            "loop_increment_mb": round(peak_mb - rss_before, 1) if device.type == "cpu" else None, "mfu": None if mfu is None else round(mfu, 4),
            "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4)}
+    if args.lora and device.type == "cpu":
+        res.update(model_peak_vs_plan(cfg.model, batch, dtype, args.frozen_dtype,
+                                      max(build_peak, peak_mb) - rss_before_model))
+        res["rss_before_model_mb"] = round(rss_before_model, 1)
+        res["malloc_mmap_threshold"] = os.environ.get("MALLOC_MMAP_THRESHOLD_")
     if not args.release:
         up = UPSTREAM[args.batch]
         res["upstream"] = up
@@ -196,12 +289,18 @@ def run_one(args: argparse.Namespace) -> dict:
     return res
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", choices=["s2s", "asr"], default="s2s")
     p.add_argument("--pack", action="store_true")
     p.add_argument("--release", action="store_true", help="release architecture, random weights, bf16")
     p.add_argument("--device", default=None)
+    p.add_argument("--dtype", choices=["bf16", "fp32"], default=None,
+                   help="compute dtype (train.dtype; bf16 = autocast); default bf16 with --release, else fp32")
+    p.add_argument("--frozen_dtype", choices=["bf16", "fp32"], default="fp32",
+                   help="storage dtype of the frozen parameters (bf16: built in bf16, no fp32 copy)")
+    p.add_argument("--lora", action="store_true",
+                   help="LoRA + frozen encoder + LLM checkpointing (the set of conf/finetune_24gb.yaml)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--peak_tflops", type=float, default=None, help="device peak, for MFU")
@@ -209,7 +308,11 @@ def main() -> None:
                    help="serve a frozen encoder from the output cache (needs model.trainable without encoder)")
     p.add_argument("--all", action="store_true", help="s2s/asr x pack off/on, each in a fresh process")
     p.add_argument("override", nargs="*", help="dotted config overrides")
-    args = p.parse_args()
+    return p.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     if args.all:
         for batch in ("s2s", "asr"):
             for pack in (False, True):
