@@ -81,7 +81,7 @@ def sampling_overrides(args) -> list[str]:
 
 def check_inputs(args) -> None:
     """Every input path, before anything is loaded: one line (option, path, why) on error."""
-    from osum_echat.bin.checks import InputError, need_audio, need_dir, need_file, need_path
+    from osum_echat.bin.checks import InputError, need_audio, need_model_inputs
     from osum_echat.data.tasks import get_spec
     from osum_echat.generate.echat import task_tag
 
@@ -92,13 +92,7 @@ def check_inputs(args) -> None:
     if text_in and not args.text:
         raise InputError(f"error: --task {args.task} needs --text")
     need_audio(args.wav, "--wav")
-    need_file(args.checkpoint, "--checkpoint")
-    need_file(args.config, "--config")
-    need_path(args.tokenizer, "--tokenizer")
-    need_dir(args.token2wav_dir, "--token2wav_dir")
-    if args.voice and not str(args.voice).endswith(".pt"):
-        need_audio(args.voice, "--voice")
-    need_file(args.voice, "--voice")
+    need_model_inputs(args)
 
 
 def main(argv=None) -> int:

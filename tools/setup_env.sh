@@ -63,32 +63,27 @@ osum_setup_python() {
   echo "[setup] using $venv"
 }
 
-osum_setup_espeak() {
-  command -v espeak-ng >/dev/null 2>&1 && return 0
+_osum_apt() {  # $1 = command that must exist, $2 = what needs it, rest = Debian packages
+  local cmd="$1" why="$2"; shift 2
+  command -v "$cmd" >/dev/null 2>&1 && return 0
   if [ -n "${OSUM_NO_APT:-}" ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] espeak-ng is not installed (the mini recipe's data stage needs it)" >&2
+    echo "[setup] $cmd is not installed ($why)" >&2
     return 0
   fi
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
-  echo "[setup] installing espeak-ng and sox with apt-get"
+  echo "[setup] installing $* with apt-get"
   $sudo apt-get update -qq >/dev/null && \
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng sox >/dev/null \
-    || echo "[setup] could not install espeak-ng (no permission?); the mini recipe's data stage needs it" >&2
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || echo "[setup] could not install $* (no permission?); $why" >&2
+}
+
+osum_setup_espeak() {  # the mini recipe's speech synthesiser
+  _osum_apt espeak-ng "the mini recipe's data stage needs it" espeak-ng sox
 }
 
 osum_setup_chromium() {  # headless browser test of the realtime web page (tests/serve/test_web_page.py)
-  command -v chromium >/dev/null 2>&1 && return 0
-  if [ -n "${OSUM_NO_APT:-}" ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] chromium is not installed (the web page test is skipped without it)" >&2
-    return 0
-  fi
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
-  echo "[setup] installing chromium with apt-get"
-  $sudo apt-get update -qq >/dev/null && \
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
-    || echo "[setup] could not install chromium; the web page test will be skipped" >&2
+  _osum_apt chromium "the web page test is skipped without it" chromium
 }
 
 osum_setup() {

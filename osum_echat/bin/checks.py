@@ -72,3 +72,17 @@ def need_audio(path: str | os.PathLike | None, option: str) -> None:
         fail(option, path, f"not an audio file (soundfile: {why})")
     if info.frames == 0:
         fail(option, path, "audio file with no samples")
+
+
+def need_model_inputs(args) -> None:
+    """The files every model-loading CLI takes (``--checkpoint`` one or a list, ``--config``,
+    ``--tokenizer``, ``--token2wav_dir``, ``--voice``: a wav, or a ``.pt`` of cached features)."""
+    checkpoints = args.checkpoint if isinstance(args.checkpoint, (list, tuple)) else [args.checkpoint]
+    for ck in checkpoints:
+        need_file(ck, "--checkpoint")
+    need_file(args.config, "--config")
+    need_path(args.tokenizer, "--tokenizer")
+    need_dir(args.token2wav_dir, "--token2wav_dir")
+    need_file(args.voice, "--voice")
+    if args.voice and not str(args.voice).endswith(".pt"):
+        need_audio(args.voice, "--voice")

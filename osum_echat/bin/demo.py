@@ -33,16 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=7860)
     args, overrides = p.parse_known_args(argv)
-    from osum_echat.bin.checks import need_audio, need_dir, need_file, need_path
+    from osum_echat.bin.checks import need_model_inputs
 
-    for ck in args.checkpoint:
-        need_file(ck, "--checkpoint")
-    need_file(args.config, "--config")
-    need_path(args.tokenizer, "--tokenizer")
-    need_dir(args.token2wav_dir, "--token2wav_dir")
-    need_file(args.voice, "--voice")
-    if args.voice and not str(args.voice).endswith(".pt"):
-        need_audio(args.voice, "--voice")
+    need_model_inputs(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from osum_echat.generate.echat import MODEL_CONFIGS, EChat
     from osum_echat.serve.gradio_app import build_app
