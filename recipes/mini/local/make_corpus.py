@@ -97,7 +97,7 @@ def assistant_items(wav_dir: Path, rng: random.Random, n_extra: int):
 
     def add(name: str, lang: str, text: str, spoken: str) -> None:
         path = str(wav_dir / "assistant" / f"{name}.wav")
-        items[name] = dict(key=name, lang=lang, txt=text, wav=path)
+        items[name] = dict(key=name, lang=lang, txt=text, spoken=spoken, wav=path)
         jobs.append((espeak_args(lang, a["variant"], a["pitch"], a["speed"]), spoken, path))
 
     for lang in ("en", "zh"):
