@@ -113,10 +113,17 @@ class ModelConfig:
     # as upstream) or "sample" (each example's mean token loss, averaged over examples, so a
     # one-token tag answer weighs as much as a long transcript).
     loss_norm: str = "token"
+    # Weight of each speech-code target relative to a text target (1.0 = upstream's plain
+    # joint mean). A spoken reply has ~5 codes per text token, so at 1.0 the codes dominate the
+    # gradient of an S2S example; < 1 gives the reply text more of it. The loss stays a weighted
+    # mean (divided by the summed weights), so its scale does not change with the mix.
+    speech_loss_weight: float = 1.0
 
     def validate(self) -> None:
         if self.loss_norm not in LOSS_NORMS:
             raise ValueError(f"loss_norm: {self.loss_norm!r}; choose from {list(LOSS_NORMS)}")
+        if not self.speech_loss_weight > 0:
+            raise ValueError(f"speech_loss_weight must be > 0, got {self.speech_loss_weight}")
         bad = [p for p in self.trainable if p not in TRAINABLE_PARTS]
         if bad:
             raise ValueError(f"trainable: unknown part(s) {bad}; choose from {list(TRAINABLE_PARTS)}")

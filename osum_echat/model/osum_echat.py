@@ -49,7 +49,7 @@ class OsumEChat(nn.Module):
     def __init__(
         self, encoder: nn.Module, down_sample_2: nn.Module, speech_transformer: nn.Module,
         speech_llama_proj: nn.Linear, llm: nn.Module, speech_token_num: int, loss_chunk_size: int = 512,
-        loss_norm: str = "token", speech_head: bool = True,
+        loss_norm: str = "token", speech_head: bool = True, speech_loss_weight: float = 1.0,
     ):
         super().__init__()
         self.encoder = encoder
@@ -68,6 +68,7 @@ class OsumEChat(nn.Module):
         if loss_norm not in LOSS_NORMS:
             raise ValueError(f"loss_norm: {loss_norm!r}; choose from {list(LOSS_NORMS)}")
         self.loss_norm = loss_norm
+        self.speech_loss_weight = float(speech_loss_weight)
         self.encoder_cache: EncoderCache | None = None  # enable_encoder_cache(); not in the state dict
         # True with flash-attention: rows run padding-free with sequence boundaries (model/packing.py)
         self.varlen_attention = False
@@ -183,10 +184,10 @@ class OsumEChat(nn.Module):
 
     # ------------------------------------------------------------------ training forward
     @staticmethod
-    def _sample_weights(batch: Batch, sel: torch.Tensor) -> torch.Tensor:
-        """Per supervised position: 1 / (its example's supervised tokens x examples with any),
-        so the weighted sum is the mean over examples of each one's mean token loss. Examples
-        are told apart by ``batch.spans`` (several share a row when packed)."""
+    def _sample_weights(batch: Batch, sel: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """Per supervised position: base / (its example's summed base x examples with any), so
+        the weighted sum is the mean over examples of each one's (base-weighted) mean token
+        loss. Examples are told apart by ``batch.spans`` (several share a row when packed)."""
         owner = torch.full(sel.shape, -1, dtype=torch.long, device=sel.device)
         for i, (r, s, e) in enumerate(batch.spans):
             owner[r, s:e] = i
@@ -194,13 +195,27 @@ class OsumEChat(nn.Module):
         if bool((ids < 0).any()):
             raise ValueError("loss_norm=sample needs batch.spans covering every supervised position "
                              "(batches from model.batch.collate have them)")
-        counts = torch.bincount(ids)
-        return 1.0 / (counts[ids].float() * int((counts > 0).sum()))
+        sums = torch.zeros(int(ids.max()) + 1, dtype=torch.float32, device=sel.device).index_add_(0, ids, base)
+        return base / (sums[ids] * int((sums > 0).sum()))
+
+    def _loss_weights(self, batch: Batch, sel: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+        """(M,) weights whose sum is 1 (the objective is ``sum(w * loss)``), or None for the
+        plain token mean: token norm with ``speech_loss_weight`` 1."""
+        n = targets.numel()
+        if not n or (self.loss_norm == "token" and self.speech_loss_weight == 1.0):
+            return None
+        base = torch.ones(n, dtype=torch.float32, device=targets.device)
+        if self.speech_loss_weight != 1.0:
+            base = torch.where(targets >= self.text_vocab_size, base * self.speech_loss_weight, base)
+        if self.loss_norm == "sample":
+            return self._sample_weights(batch, sel, base)
+        return base / base.sum()
 
     def forward(self, batch: Batch, per_token: bool = False) -> dict[str, torch.Tensor]:
         """Joint cross-entropy over text ⊕ speech classes: the mean over supervised tokens
         (``loss_norm="token"``) or the mean over examples of each one's mean token loss
-        (``"sample"``).
+        (``"sample"``); with ``speech_loss_weight`` != 1 both are weighted means in which a
+        speech-code target counts that much relative to a text target.
 
         Returns ``loss`` (the objective) plus detached metrics ``loss_token`` (always the
         per-token mean), ``loss_text``, ``loss_speech``, ``acc_text``, ``acc_speech`` and
@@ -215,7 +230,7 @@ class OsumEChat(nn.Module):
         sel = labels != IGNORE_ID
         targets = labels[sel]
         n = targets.numel()
-        weights = self._sample_weights(batch, sel) if self.loss_norm == "sample" and n else None
+        weights = self._loss_weights(batch, sel, targets)
         if self.speech_head is not None:
             w_speech, b_speech = self.speech_head.weight, self.speech_head.bias
         else:  # no speech classes: the joint space is the text vocabulary alone

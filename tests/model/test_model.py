@@ -225,3 +225,41 @@ def test_sample_loss_norm_is_the_mean_of_example_means(tiny_model_cfg):
             assert abs(smp["loss_token"].item() - tok["loss"].item()) < 1e-5  # logged metric
     with pytest.raises(ValueError, match="loss_norm"):
         dataclasses.replace(tiny_model_cfg, loss_norm="batch").validate()
+
+
+def test_speech_loss_weight_weighs_code_targets(tiny_model_cfg):
+    """A speech-code target counts speech_loss_weight times a text target, in both loss norms,
+    and the gradient follows the weighted objective (not only the logged value)."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    plain = build_model(tiny_model_cfg).eval()
+    ex = [example(key="a", text=(4, 5, 6), codes=(7, 8, 9, 10, 11)),
+          example(60, key="b", text=(9, 10), codes=(12, 13))]
+    b = collate(ex, 2048)
+    with torch.no_grad():
+        ref = plain(b, per_token=True)
+    tok = ref["per_token_loss"][b.labels != -100]
+    is_speech = b.labels[b.labels != -100] >= plain.text_vocab_size
+    assert int(is_speech.sum()) == 11 and int((~is_speech).sum()) == 5  # 7 codes + 2x2 boundaries
+    w = 0.25
+    for norm in ("token", "sample"):
+        m = build_model(dataclasses.replace(tiny_model_cfg, loss_norm=norm, speech_loss_weight=w)).eval()
+        m.load_state_dict(plain.state_dict())
+        out = m(b)
+        base = torch.where(is_speech, torch.full_like(tok, w), torch.ones_like(tok))
+        if norm == "token":
+            want = (base * tok).sum() / base.sum()
+        else:  # per example: its own weighted mean, then the mean over the two examples
+            owner = torch.tensor([0] * 10 + [1] * 6)
+            want = sum((base[owner == i] * tok[owner == i]).sum() / base[owner == i].sum() for i in (0, 1)) / 2
+        assert abs(out["loss"].item() - want.item()) < 1e-5, norm
+        assert abs(out["loss_token"].item() - tok.mean().item()) < 1e-5  # the logged metric is unweighted
+        m.zero_grad()
+        out["loss"].backward()
+        g = m.speech_head.weight.grad.norm().item()
+        plain.zero_grad()
+        plain(b)["loss"].backward()
+        assert g < 0.8 * plain.speech_head.weight.grad.norm().item()  # codes pull less
+    with pytest.raises(ValueError, match="speech_loss_weight"):
+        dataclasses.replace(tiny_model_cfg, speech_loss_weight=0.0).validate()
