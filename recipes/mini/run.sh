@@ -40,7 +40,7 @@ codec_codes=256             # k-means codebook size of the mini speech codec (< 
 think_style=language        # language | tag (the corpus carries the fields of both)
 decode_batch=16
 torch_threads=2             # per process (the loader worker mostly waits on I/O; measured 90 vs 50 samples/s)
-eval_max_speech=0           # S2S / TTS test utterances decoded to speech (0 = all)
+eval_max_speech=""          # S2S / TTS test utterances decoded to speech (0 = all; empty: quick 10, full 120)
 eval_tasks=asr,gender,age,emotion,chat,think,t2t,s2s,s2sthink,tts
 untrained_tasks=asr,gender         # the untrained baseline (it scores 0 % on every tag task)
 enc_steps=""                # CTC encoder pre-training steps (empty: quick / full default)
@@ -58,11 +58,11 @@ serve_opts=""               # more options of osum_echat.bin.serve, e.g. "--max_
 if [ "$stage" = serve ]; then stage=7; stop_stage=7; fi
 
 if [ "$quick" = true ]; then
-  mode=quick; corpus_opts=(--quick); eval_max_speech=10; : "${enc_steps:=60}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
+  mode=quick; corpus_opts=(--quick); : "${eval_max_speech:=10}" "${enc_steps:=60}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
   stage1_opts=(train.warmup_steps=10)  # the stage-1 YAML warms up over 60 steps
   : "${harness_per_task:=3}" "${harness_echat:=6}"
 else
-  mode=full; corpus_opts=(); eval_max_speech=40; : "${enc_steps:=500}" "${steps1a:=550}" "${steps1:=850}" "${steps2:=300}" "${steps3:=200}"
+  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=500}" "${steps1a:=550}" "${steps1:=850}" "${steps2:=600}" "${steps3:=400}"
   : "${harness_per_task:=40}" "${harness_echat:=30}"
   stage1_opts=()
 fi

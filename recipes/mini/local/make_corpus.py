@@ -14,8 +14,10 @@ Writes (under --out_dir):
   test/<task>.jsonl                        one list per evaluated task
 Speakers: 34 espeak-ng voice variants in train, 4 other ones in dev and 6 in test (vocab.VOICES);
 genders are balanced.
-Age = pitch/speed level, emotion = speed/loudness/word-gap style; replies in a fixed assistant
-voice; Mandarin is synthesized from tone-numbered pinyin with ``cmn-latn-pinyin``.
+Age = pitch level + voice effect (child: formants shifted up, old: tremolo), emotion =
+speed/loudness/word-gap style. Replies in a fixed assistant voice; the spoken reply to some
+questions opens according to the user's emotion, to others it depends on the age group
+(vocab.EMOTION_QA / *_AGE_QA; records say which in extra.depends), the rest are fixed; Mandarin is synthesized from tone-numbered pinyin with ``cmn-latn-pinyin``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import vocab as V  # noqa: E402
 
 SIZES = {False: {"train": 2400, "dev": 120, "test": 300}, True: {"train": 600, "dev": 40, "test": 90}}
 QUESTION_RATE = 0.4
+DEPENDENT_RATE = 0.5  # of the questions, the share whose reply depends on the speaker's emotion or age
 
 
 def espeak_args(lang: str, variant: str, pitch: int, speed: float, amp: int = 100, gap: int = 0):
@@ -45,11 +48,11 @@ def espeak_args(lang: str, variant: str, pitch: int, speed: float, amp: int = 10
             "-s", str(int(V.BASE_SPEED[lang] * speed)), "-a", str(amp), "-g", str(gap), "--stdout"]
 
 
-def synth(job: tuple[list[str], str, str]) -> str:
-    """espeak-ng (22.05 kHz) | sox -> 16 kHz 16-bit mono WAV; returns the path."""
-    args, text, path = job
+def synth(job: tuple[list[str], str, str, list[str]]) -> str:
+    """espeak-ng (22.05 kHz) | sox [effects] -> 16 kHz 16-bit mono WAV; returns the path."""
+    args, text, path, effects = job
     tts = subprocess.Popen(args + [text], stdout=subprocess.PIPE)
-    subprocess.run(["sox", "-V1", "-G", "-t", "wav", "-", "-r", "16000", "-c", "1", "-b", "16", path],
+    subprocess.run(["sox", "-V1", "-G", "-t", "wav", "-", "-r", "16000", "-c", "1", "-b", "16", path, *effects],
                    stdin=tts.stdout, check=True)
     tts.stdout.close()
     if tts.wait() != 0:
@@ -66,8 +69,9 @@ def user_utterances(split: str, n: int, rng: random.Random, wav_dir: Path):
         variant = rng.choice(V.VOICES[split][gender])
         age, emotion = rng.choice(list(V.AGE_PROSODY)), rng.choice(list(V.EMOTION_PROSODY))
         if rng.random() < QUESTION_RATE:
-            qa = rng.randrange(len(V.qa_pairs(lang)))
-            (text, spoken), _ = V.qa_pairs(lang)[qa]
+            dep = rng.random() < DEPENDENT_RATE
+            qa = rng.choice([i for i in range(len(V.questions(lang))) if (V.depends_on(lang, i) != "none") == dep])
+            text, spoken = V.questions(lang)[qa]
         else:
             qa, (text, spoken) = -1, V.random_sentence(lang, rng)
         a_pitch, a_speed = V.AGE_PROSODY[age]
@@ -78,16 +82,19 @@ def user_utterances(split: str, n: int, rng: random.Random, wav_dir: Path):
         path = str(wav_dir / split / f"{key}.wav")
         utts.append(dict(key=key, wav=path, lang=lang, txt=text, spoken=spoken, qa=qa,
                          voice=variant, gender=gender, age=age, emotion=emotion))
-        jobs.append((espeak_args(lang, variant, pitch, speed, amp, gap), spoken, path))
+        jobs.append((espeak_args(lang, variant, pitch, speed, amp, gap), spoken, path, V.AGE_EFFECTS[age]))
     return utts, jobs
 
 
-def answer_of(lang: str, qa: int, emotion: str) -> tuple[str, str, str]:
-    """(plain answer label, empathetic answer label with its emotion tag, spoken empathetic)."""
-    (_, _), (ans, ans_spoken) = V.qa_pairs(lang)[qa]
-    pre, pre_spoken = V.EMPATHY_PREFIX[lang][emotion]
+def answer_of(lang: str, qa: int, emotion: str, age: str) -> tuple[str, str, str, str]:
+    """(plain answer label, spoken reply label with its answer-emotion tag, its spoken text, the
+    reply variant: the emotion, the age group or 'fixed', by what the reply depends on)."""
+    ans, ans_spoken = V.answer(lang, qa, age)
+    dep = V.depends_on(lang, qa)
+    pre, pre_spoken = V.EMPATHY_PREFIX[lang][emotion] if dep == "emotion" else ("", "")
     sep = " " if lang == "en" and pre else ""
-    return ans, f"<{V.ANSWER_EMOTION[emotion]}>{pre.strip()}{sep}{ans}", pre_spoken + ans_spoken
+    variant = {"emotion": emotion, "age": age}.get(dep, "fixed")
+    return ans, f"<{V.ANSWER_EMOTION[emotion]}>{pre.strip()}{sep}{ans}", pre_spoken + ans_spoken, variant
 
 
 def assistant_items(wav_dir: Path, rng: random.Random, n_extra: int):
@@ -98,13 +105,15 @@ def assistant_items(wav_dir: Path, rng: random.Random, n_extra: int):
     def add(name: str, lang: str, text: str, spoken: str) -> None:
         path = str(wav_dir / "assistant" / f"{name}.wav")
         items[name] = dict(key=name, lang=lang, txt=text, spoken=spoken, wav=path)
-        jobs.append((espeak_args(lang, a["variant"], a["pitch"], a["speed"]), spoken, path))
+        jobs.append((espeak_args(lang, a["variant"], a["pitch"], a["speed"]), spoken, path, []))
 
     for lang in ("en", "zh"):
-        for qa in range(len(V.qa_pairs(lang))):
+        for qa in range(len(V.questions(lang))):
             for emo in V.EMOTION_PROSODY:
-                _, label, spoken = answer_of(lang, qa, emo)
-                add(f"ans_{lang}_{qa:02d}_{emo}", lang, label.split(">", 1)[1], spoken)
+                for age in V.AGE_PROSODY:
+                    _, label, spoken, variant = answer_of(lang, qa, emo, age)
+                    if f"ans_{lang}_{qa:02d}_{variant}" not in items:
+                        add(f"ans_{lang}_{qa:02d}_{variant}", lang, label.split(">", 1)[1], spoken)
     seen = set()
     for i in range(n_extra):
         lang = "en" if i % 2 == 0 else "zh"
@@ -129,14 +138,19 @@ def tag_records(u: dict) -> list[dict]:
 def chat_records(u: dict, replies: dict) -> tuple[list[dict], list[dict]]:
     """(s2t chat records, s2s records without codes) of a question utterance."""
     lang, qa, emo = u["lang"], u["qa"], u["emotion"]
-    plain, empathetic, _ = answer_of(lang, qa, emo)
+    _, empathetic, _, variant = answer_of(lang, qa, emo, u["age"])
     think = V.think_string(lang, u["age"], u["gender"], emo, u["txt"])
     tags = {"question": u["txt"], "q_txt": u["txt"], "age": V.AGE_TAG[u["age"]],
             "gender": V.GENDER_TAG[u["gender"]], "q_emotion": V.EMOTION_TAG[emo]}
-    reply = replies[f"ans_{lang}_{qa:02d}_{emo}"]
+    # Every spoken-input chat task answers with the same (empathetic) reply: when S2T chat
+    # answered plainly and S2S with the opener, the two differed only in the system prompt and
+    # the S2S+think reply ignored the emotion its own think named (recipes/mini/README.md).
+    # depends: what the right reply depends on besides the words (the scoring's subsets).
+    tags["depends"] = V.depends_on(lang, qa)
+    reply = replies[f"ans_{lang}_{qa:02d}_{variant}"]
     base = dict(wav=u["wav"])
-    s2t = [dict(base, key=u["key"] + "-chat", task="<S2TCHAT>", txt=plain, extra={}),
-           dict(base, key=u["key"] + "-think", task="<S2TCHAT> <THINKER>", txt=plain,
+    s2t = [dict(base, key=u["key"] + "-chat", task="<S2TCHAT>", txt=empathetic, extra={"depends": tags["depends"]}),
+           dict(base, key=u["key"] + "-think", task="<S2TCHAT> <THINKER>", txt=empathetic,
                 extra={"think_str": think, **tags})]
     s2s = [dict(base, key=u["key"] + "-s2s", task="<S2TCHAT> <TEXT2TOKEN>", txt=empathetic,
                 extra={"answer_wav": reply["wav"], **tags}),

@@ -4,8 +4,9 @@
     python recipes/mini/local/score_all.py --decode_dir DIR [--think_style language]
 
 Metrics: ASR CER and WER; gender / age / emotion tag accuracy; reply exact match of spoken
-chat, think chat (reply after the think part), text chat and both S2S tasks; for S2S and TTS
-the number of utterances with speech codes. References are the records' labels; chat replies
+chat, think chat (reply after the think part), text chat and both S2S tasks, also on the
+records whose reply depends on the speaker's emotion or age (``extra.depends``); for S2S and
+TTS the number of utterances with speech codes. References are the records' labels; chat replies
 are compared without the leading answer-emotion tag (language think style removes it).
 Uses ``osum_echat.eval.score`` (the library behind ``python -m osum_echat.bin.score``).
 """
@@ -34,6 +35,19 @@ def by_task(kv: dict[str, str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def depends(decode_dir: Path) -> dict[str, str]:
+    """key -> what its reply depends on ('emotion' / 'age' / 'none'; extra.depends of the decoded
+    list), for the subset rows."""
+    out: dict[str, str] = {}
+    p = decode_dir / "test.jsonl"
+    if p.is_file():
+        for ln in p.read_text(encoding="utf-8").splitlines():
+            if ln.strip():
+                r = json.loads(ln)
+                out[r["key"]] = (r.get("extra") or {}).get("depends", "none")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--decode_dir", required=True)
@@ -42,17 +56,23 @@ def main() -> None:
     d = Path(a.decode_dir)
     refs, hyps = by_task(read_kv(str(d / "ref"))), by_task(read_kv(str(d / "text")))
     codes = by_task(read_kv(str(d / "codes"))) if (d / "codes").is_file() else {}
+    dep = depends(d)
     results: dict[str, dict] = {}
     for task, metric, group in PLAN:
         if task not in refs:
             continue
         ref = refs[task]
-        if task in ("s2s", "s2sthink") and a.think_style == "language":
+        if task in ("chat", "think", "s2s", "s2sthink") and a.think_style == "language":
             ref = {k: split_leading_tag(v)[1] for k, v in ref.items()}
         s = score(ref, hyps.get(task, {}), metric, group)
         s.pop("per_utt_errors", None)
         s.pop("confusion", None) if metric != "tag" else None
         results[f"{task}_{metric}"] = s
+        if metric == "exact":  # the replies that depend on the speaker's emotion or age
+            sub = {k: v for k, v in ref.items() if dep.get(k, "none") != "none"}
+            if sub:
+                s = score(sub, {k: v for k, v in hyps.get(task, {}).items() if k in sub}, metric, group)
+                results[f"{task}_exact_dependent"] = {k: s[k] for k in ("metric", "n", "accuracy")}
     for task in ("s2s", "s2sthink", "tts"):
         if task in refs:
             n = sum(1 for k in refs[task] if codes.get(task, {}).get(k, "").split())

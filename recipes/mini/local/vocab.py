@@ -58,8 +58,24 @@ ZH_QA = [(("现在几点", "xian4 zai4 ji3 dian3"), ("现在九点", "xian4 zai4
          (("晚安", "wan3 an1"), ("祝你好梦", "zhu4 ni3 hao3 meng4")),
          (("谢谢你", "xie4 xie4 ni3"), ("不客气", "bu2 ke4 qi4")),
          (("你会唱歌吗", "ni3 hui4 chang4 ge1 ma5"), ("我会唱一点", "wo3 hui4 chang4 yi4 dian3"))]
+# Questions whose reply depends on the speaker's age group: {age: answer}.
+EN_AGE_QA = [("what should i eat", {"child": "some fruit and milk", "adult": "a chicken salad",
+                                     "old": "a bowl of warm soup"}),
+             ("what can i do today", {"child": "go and play in the park", "adult": "go for a run",
+                                      "old": "take a walk in the garden"})]
+ZH_AGE_QA = [(("我该吃什么", "wo3 gai1 chi1 shen2 me5"),
+              {"child": ("吃点水果喝牛奶", "chi1 dian3 shui3 guo3 he1 niu2 nai3"),
+               "adult": ("吃一份沙拉", "chi1 yi2 fen4 sha1 la1"),
+               "old": ("喝一碗热汤", "he1 yi4 wan3 re4 tang1")}),
+             (("今天做什么好", "jin1 tian1 zuo4 shen2 me5 hao3"),
+              {"child": ("去公园玩吧", "qu4 gong1 yuan2 wan2 ba5"), "adult": ("去跑步吧", "qu4 pao3 bu4 ba5"),
+               "old": ("去花园散步吧", "qu4 hua1 yuan2 san4 bu4 ba5")})]
+# Questions whose reply opens according to the speaker's emotion (EMPATHY_PREFIX); the replies
+# of the other fixed questions are the same whatever the emotion.
+EMOTION_QA = {"en": {"how are you", "good morning", "good night", "tell me a story"},
+              "zh": {"你好吗", "早上好", "晚安", "你会唱歌吗"}}
 
-# Empathy: the spoken reply of the S2S tasks opens according to the user's emotion.
+# Empathy: the spoken reply to an EMOTION_QA question opens according to the user's emotion.
 EMPATHY_PREFIX = {"en": {"sad": ("cheer up ", "cheer up "), "happy": ("great ", "great "),
                          "neutral": ("", "")},
                   "zh": {"sad": ("别难过", "bie2 nan2 guo4 "), "happy": ("太好了", "tai4 hao3 le5 "),
@@ -85,21 +101,29 @@ VOICES = {
     "test": {"male": ["m7", "m8", "pablo"], "female": ["f5", "linda", "Annie"]},
 }
 ASSISTANT = {"variant": "f2", "pitch": 55, "speed": 1.0}
-# prosody (espeak-ng -p 0-99, speed factor): age moves the pitch (child high+fast, old low+slow)
-# within each gender's range; emotion moves speed, loudness, word gaps and a little pitch
-# (happy: fast+loud, sad: slow+soft+gaps).
-AGE_PROSODY = {"child": (65, 1.1), "adult": (50, 1.0), "old": (35, 0.87)}
+# prosody (espeak-ng -p 0-99, speed factor) and sox effects: age moves the pitch within each
+# gender's range and changes the voice itself: children's formants are higher (sox ``pitch``
+# shifts the whole spectrum by +300 cents), older voices shake (``tremolo``: 5 Hz amplitude
+# modulation, 85 % deep) and speak a little slower. With pitch and speed levels alone the model
+# named the age group of held-out voices at 43-46 %; a shallow tremolo (40 %) or a formant shift
+# down for old voices (which made old women sound male) did less (recipes/mini/README.md).
+# Emotion moves speed, loudness, word gaps and a little pitch (happy: fast+loud, sad:
+# slow+soft+gaps). Age no longer changes the speed much, so that speed tells emotion.
+AGE_PROSODY = {"child": (60, 1.05), "adult": (50, 1.0), "old": (40, 0.93)}
+AGE_EFFECTS = {"child": ["pitch", "300"], "adult": [], "old": ["tremolo", "5", "85"]}
 EMOTION_PROSODY = {"happy": (5, 1.2, 150, 0), "sad": (-5, 0.8, 55, 6), "neutral": (0, 1.0, 100, 0)}
 BASE_SPEED = {"en": 165, "zh": 150}
 
 
 def think_string(lang: str, age: str, gender: str, emotion: str, question: str) -> str:
-    """The language-style CoT of the empathy tasks: who speaks, how, and what is asked."""
-    if lang == "en":
-        return f"a {emotion} {age} {gender} user asks {question}"
-    zh = {"child": "儿童", "adult": "成年", "old": "老年", "male": "男性", "female": "女性",
-          "happy": "开心", "sad": "难过", "neutral": "平静"}
-    return f"{zh[age]}{zh[gender]}用户语气{zh[emotion]}问{question}"
+    """The think (CoT) of the empathy tasks: what is asked, then who asks and how, in the form of
+    the ``<TRANSCRIBE> <AGE> <GENDER>`` answer the model learnt in stage 1, plus the emotion tag:
+    ``what time is it<ADULT><FEMALE><SAD>``. A think in words ("a sad adult female user asks
+    ...") named the emotion less often than the ``<EMOTION>`` task (68 % against 83 %) and the
+    reply did not follow it (recipes/mini/README.md); in the tags the model already reads the
+    speaker with, the think carries what stage 1 learnt. ``lang`` is kept for other templates."""
+    del lang
+    return f"{question}{AGE_TAG[age]}{GENDER_TAG[gender]}{EMOTION_TAG[emotion]}"
 
 
 def random_sentence(lang: str, rng: random.Random) -> tuple[str, str]:
@@ -126,8 +150,34 @@ def random_sentence(lang: str, rng: random.Random) -> tuple[str, str]:
     return "".join(c for c, _ in ds), " ".join(p for _, p in ds)
 
 
-def qa_pairs(lang: str) -> list[tuple[tuple[str, str], tuple[str, str]]]:
-    """[((question label, question spoken), (answer label, answer spoken))]."""
+def questions(lang: str) -> list[tuple[str, str]]:
+    """[(question label, question spoken)]: the fixed and emotion-dependent questions, then the
+    age-dependent ones (indices are the ``qa`` of the corpus records)."""
     if lang == "en":
-        return [((q, q), (a, a)) for q, a in EN_QA]
-    return list(ZH_QA)
+        return [(q, q) for q, _ in EN_QA] + [(q, q) for q, _ in EN_AGE_QA]
+    return [q for q, _ in ZH_QA] + [q for q, _ in ZH_AGE_QA]
+
+
+def depends_on(lang: str, qa: int) -> str:
+    """What the reply to question ``qa`` depends on: 'emotion', 'age' or 'none'."""
+    fixed = EN_QA if lang == "en" else ZH_QA
+    if qa >= len(fixed):
+        return "age"
+    return "emotion" if questions(lang)[qa][0] in EMOTION_QA[lang] else "none"
+
+
+def answer(lang: str, qa: int, age: str = "adult") -> tuple[str, str]:
+    """(label, spoken) of the plain answer (no empathetic opener); age picks the variant of an
+    age-dependent question (the text-only tasks use the adult one)."""
+    fixed = EN_QA if lang == "en" else ZH_QA
+    if qa < len(fixed):
+        a = fixed[qa][1]
+    else:
+        a = (EN_AGE_QA if lang == "en" else ZH_AGE_QA)[qa - len(fixed)][1][age]
+    return (a, a) if lang == "en" else a
+
+
+def qa_pairs(lang: str) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """[((question label, question spoken), (answer label, answer spoken))] of the text-only
+    tasks: every question with its default answer (the adult one where the reply depends on age)."""
+    return [(q, answer(lang, i)) for i, q in enumerate(questions(lang))]

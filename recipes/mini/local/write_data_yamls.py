@@ -24,10 +24,11 @@ def stage_entries(d: Path) -> dict[str, dict[str, dict]]:
            "gender_relabel": e(d / "gender_combine/combines_list.txt", "s2t")}
     s1 = {**s1a, "asr_shards": e(d / "shards/shards_list.txt", "s2t", 2), "tags": e(d / "train/s2t.jsonl", "s2t"),
           "text_chat": e(d / "train/t2t.jsonl", "t2t", 5)}
-    # stages 2-3 replay ASR twice and half of the tag records: with stage 1's proportions the
-    # held-out CER rose from 35 % to 54 % over stages 2-3 (README, "What limits the tiny model")
+    # stages 2-3 replay ASR twice (with stage 1's proportions the held-out CER rose from 35 % to
+    # 54 % over stages 2-3) and the tag records (at half weight, age fell to chance over the
+    # longer stages 2-3; README, "What limits the tiny model")
     replay = {"asr_shards": e(d / "shards/shards_list.txt", "s2t", 2), "gender_relabel": s1a["gender_relabel"],
-              "tags": e(d / "train/s2t.jsonl", "s2t", 0.5), "text_chat": s1["text_chat"]}
+              "tags": e(d / "train/s2t.jsonl", "s2t", 1), "text_chat": s1["text_chat"]}
     s2 = {**replay, "spoken_chat": e(d / "train/chat.jsonl", "s2t", 4),
           "tts": e(d / "train/t2s.jsonl", "t2s"), "s2s": e(d / "train/s2s.jsonl", "s2s")}
     s3 = {**s2, "think_chat": e(d / "train/think.jsonl", "s2t", 2),
