@@ -13,8 +13,15 @@ The encoder then gives phonetic features, and stage 1 only has to teach the adap
 to read them (without it, ~1,000 updates of a randomly initialised encoder + LLM learn the
 label prior and nothing of the audio). Everything but the encoder keeps its random init.
 
+With ``--assistant assistant.jsonl`` the replies in the assistant voice are trained too (CTC
+only: they have no speaker attributes), and with ``--codec codec.pt`` also a copy of each passed
+through the mini speech codec (encode + decode, ``--roundtrip_copies``), so that the CTC head
+can read the vocoded replies of the trained model: ``--asr_out FILE`` keeps the encoder with its
+CTC head as the recipe's reply ASR (``reply_asr.py``).
+
 Prints the dev (unseen voices) greedy-CTC character error rate and the attribute accuracies every
---eval_every steps.
+--eval_every steps, and at the end the CER on the assistant items (original and codec round trip;
+training items unless ``--assistant_holdout K`` keeps every K-th one out).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import torch  # noqa: E402
@@ -38,29 +46,51 @@ from osum_echat.eval.wer import align  # noqa: E402
 from osum_echat.model.build import build_model  # noqa: E402
 from osum_echat.model.encoder import lengths_to_mask  # noqa: E402
 from osum_echat.model.checkpoint import save_checkpoint  # noqa: E402
+from reply_asr import greedy_ctc, save_asr  # noqa: E402
 
 
 ATTRIBUTES = {"gender": ["male", "female"], "age": ["child", "adult", "old"],
               "emotion": ["happy", "sad", "neutral"]}
+NO_ATTR = -100  # attribute id of the assistant items (cross-entropy ignore index)
 
 
-def read_utts(path: str, n_mels: int, alphabet: dict[str, int] | None):
-    """[(feats (T, n_mels), characters, attribute ids)] of a utts.jsonl; the alphabet grows
-    when one is given."""
+def read_utts(path: str, n_mels: int, alphabet: dict[str, int] | None, attributes: bool = True):
+    """[(feats (T, n_mels), characters, attribute ids)] of a utts.jsonl (or, ``attributes``
+    False, of the assistant.jsonl: ids NO_ATTR); the alphabet grows when one is given."""
     out = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             u = json.loads(line)
+            if not isinstance(u.get("spoken"), str) or not u["spoken"]:
+                raise ValueError(f"{path}:{n} ({u.get('key')}): no 'spoken' text (regenerate the corpus)")
             chars = list(u["spoken"])
             if alphabet is not None:
                 for c in chars:
                     alphabet.setdefault(c, len(alphabet) + 1)  # 0 = blank
-            bad = {k: u.get(k) for k, vals in ATTRIBUTES.items() if u.get(k) not in vals}
-            if bad:
-                raise ValueError(f"{path}:{n} ({u.get('key')}): unknown attribute values {bad}; "
-                                 f"expected {ATTRIBUTES}")
-            attrs = [vals.index(u[name]) for name, vals in ATTRIBUTES.items()]
-            out.append((features_from_wav(u["wav"], n_mels), chars, attrs))
+            if attributes:
+                bad = {k: u.get(k) for k, vals in ATTRIBUTES.items() if u.get(k) not in vals}
+                if bad:
+                    raise ValueError(f"{path}:{n} ({u.get('key')}): unknown attribute values {bad}; "
+                                     f"expected {ATTRIBUTES}")
+                attrs = [vals.index(u[name]) for name, vals in ATTRIBUTES.items()]
+            else:
+                attrs = [NO_ATTR] * len(ATTRIBUTES)
+            out.append((features_from_wav(u["wav"], n_mels), chars, attrs, u["wav"]))
+    return out
+
+
+def round_trip(items: list, codec_path: str, n_mels: int, copies: int) -> list:
+    """``copies`` codec round trips (encode, decode: codebook mel + Griffin-Lim from a random
+    phase, so copies differ) of each item's wav, as new items with the same text."""
+    from mini_codec import MiniCodec, load_wav
+
+    codec = MiniCodec.load(codec_path)
+    out = []
+    with torch.random.fork_rng():  # the random phases leave the model's initialisation as it was
+        for feats, chars, attrs, wav in items:
+            codes = codec.encode(load_wav(wav))
+            for _ in range(copies):
+                out.append((features_from_wav(codec.decode(codes), n_mels), chars, attrs, wav))
     return out
 
 
@@ -108,11 +138,20 @@ class Heads(nn.Module):
         return self.ctc(h), [head(pooled) for head in self.attrs]
 
 
+def attribute_loss(attr_logits: list[torch.Tensor], attrs: torch.Tensor) -> torch.Tensor:
+    """Sum over attributes of the cross-entropy on the items that have attributes (B, 3)."""
+    valid = attrs[:, 0] != NO_ATTR
+    if not bool(valid.any()):
+        return attr_logits[0].sum() * 0.0
+    return sum(nn.functional.cross_entropy(al[valid], attrs[valid, k]) for k, al in enumerate(attr_logits))
+
+
 def evaluate(encoder: nn.Module, heads: Heads, data: list, alphabet: dict[str, int]) -> str:
-    """Greedy-CTC CER and attribute accuracies, as one line."""
-    inv = {v: k for k, v in alphabet.items()}
+    """Greedy-CTC CER and attribute accuracies (of the items that have them), as one line."""
+    symbols = sorted(alphabet, key=alphabet.get)
     errs = total = 0
     right = torch.zeros(len(ATTRIBUTES))
+    n_attr = sum(1 for d in data if d[2][0] != NO_ATTR)
     encoder.eval()
     with torch.no_grad():
         for start in range(0, len(data), 32):
@@ -120,16 +159,32 @@ def evaluate(encoder: nn.Module, heads: Heads, data: list, alphabet: dict[str, i
             x, lens, attrs = collate(data, idx)
             h, hl = encoder(x, lens)
             logits, attr_logits = heads(h, hl)
-            best = logits.argmax(-1)
             right += torch.stack([(a.argmax(-1) == attrs[:, k]).sum() for k, a in enumerate(attr_logits)])
-            for j, i in enumerate(idx):
-                ids = torch.unique_consecutive(best[j, : hl[j]]).tolist()
-                hyp = [inv[t] for t in ids if t != 0]
-                c = align(data[i][1], hyp)
+            for i, hyp in zip(idx, greedy_ctc(logits, hl, symbols)):
+                c = align(data[i][1], list(hyp))
                 errs, total = errs + c.errors, total + c.ref
     encoder.train()
-    accs = ", ".join(f"{name} {100 * r / len(data):.1f} %" for name, r in zip(ATTRIBUTES, right.tolist()))
-    return f"CER {100 * errs / max(total, 1):.1f} %, {accs}"
+    line = f"CER {100 * errs / max(total, 1):.1f} %"
+    if n_attr:
+        line += ", " + ", ".join(f"{name} {100 * r / n_attr:.1f} %" for name, r in zip(ATTRIBUTES, right.tolist()))
+    return line
+
+
+def assistant_sets(a, n_mels: int, alphabet: dict[str, int]) -> dict[str, list]:
+    """The assistant items: {"train orig", "train round trip"} (trained and scored) and, with
+    --assistant_holdout K, {"held-out orig", "held-out round trip"} (every K-th: scored only)."""
+    if not a.assistant:
+        if a.codec:
+            raise SystemExit("--codec needs --assistant (the replies to pass through the codec)")
+        return {}
+    items = read_utts(a.assistant, n_mels, alphabet, attributes=False)
+    k = a.assistant_holdout
+    held = [it for i, it in enumerate(items) if k and i % k == 0]
+    sets = {"train orig": [it for i, it in enumerate(items) if not (k and i % k == 0)], "held-out orig": held}
+    if a.codec:
+        sets["train round trip"] = round_trip(sets["train orig"], a.codec, n_mels, a.roundtrip_copies)
+        sets["held-out round trip"] = round_trip(held, a.codec, n_mels, 1)
+    return {k: v for k, v in sets.items() if v}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,6 +202,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval_every", type=int, default=100)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--assistant", default=None, help="assistant.jsonl (wav, spoken): replies trained with CTC")
+    p.add_argument("--codec", default=None, help="mini codec .pt: also train codec round trips of the replies")
+    p.add_argument("--roundtrip_copies", type=int, default=1, help="round-trip copies per reply")
+    p.add_argument("--assistant_holdout", type=int, default=0,
+                   help="K > 0: every K-th reply is not trained, only scored (a measurement of reading)")
+    p.add_argument("--asr_out", default=None, help="write the encoder + CTC head as the reply ASR (reply_asr.py)")
     p.add_argument("overrides", nargs="*", help="config overrides key=value")
     a = p.parse_args(argv)
     if a.threads:
@@ -160,7 +221,10 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     train = read_utts(a.utts, n_mels, alphabet)
     dev = read_utts(a.dev, n_mels, None)
-    print(f"[ctc] {len(train)} train / {len(dev)} dev utterances, {len(alphabet)} symbols, "
+    replies = assistant_sets(a, n_mels, alphabet)
+    train += replies.get("train orig", []) + replies.get("train round trip", [])
+    print(f"[ctc] {len(train)} train ({sum(len(v) for k, v in replies.items() if k.startswith('train'))} "
+          f"assistant) / {len(dev)} dev utterances, {len(alphabet)} symbols, "
           f"features in {time.time() - t0:.1f} s", flush=True)
     heads = Heads(encoder.output_dim, len(alphabet))
     params = list(encoder.parameters()) + list(heads.parameters())
@@ -177,8 +241,7 @@ def main(argv: list[str] | None = None) -> None:
             h, hl = encoder(x, lens)
             logits, attr_logits = heads(h, hl)
             loss = ctc(logits.log_softmax(-1).transpose(0, 1), tgt, hl, tlens)  # (T, B, V)
-            loss = loss + a.attr_weight * sum(
-                nn.functional.cross_entropy(al, attrs[:, k]) for k, al in enumerate(attr_logits))
+            loss = loss + a.attr_weight * attribute_loss(attr_logits, attrs)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -191,9 +254,16 @@ def main(argv: list[str] | None = None) -> None:
                       f"{evaluate(encoder, heads, dev, alphabet)} ({time.time() - t0:.0f} s)", flush=True)
             if step >= a.steps:
                 break
+    for name, items in replies.items():
+        if items:
+            print(f"[ctc] assistant replies, {name} ({len(items)}): {evaluate(encoder, heads, items, alphabet)}",
+                  flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, a.out, {"tag": "ctc-pretrained encoder", "steps": step})
     print(f"[ctc] wrote {a.out}")
+    if a.asr_out:
+        save_asr(a.asr_out, encoder, heads.ctc, sorted(alphabet, key=alphabet.get))
+        print(f"[ctc] wrote the reply ASR {a.asr_out}")
 
 
 if __name__ == "__main__":
