@@ -7,7 +7,8 @@
 #                 an ASR warm-up, then understanding: ASR + gender/age/emotion tags + text chat
 #   3 stage 2     generation: TTS + speech-to-speech replies (+ replay), init from stage 1
 #   4 stage 3     empathy: think chat (CoT) + empathetic S2S (+ replay), init from stage 2
-#   5 eval        decode + score every task; WAVs through the mini codec; results.md/json;
+#   5 eval        decode + score every task; WAVs through the mini codec, transcribed by the CTC
+#                 reply ASR of stage 2a (spoken-reply CER, text-speech consistency); results.md/json;
 #                 check that the model beats an untrained one (exit 1 if not)
 #   6 harness     python -m osum_echat.bin.evaluate: understanding (ASR + tags) and echat (EChat-style
 #                 items of the test voices, S2S + think, replies through the mini codec) with the rule
@@ -137,8 +138,11 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
   # recipes/mini/README.md has the experiments), then the full stage-1 mixture.
   if [ ! -f "$exp/encoder_init.pt" ]; then
     log "stage 2: encoder pre-training (CTC + gender/age/emotion heads), $enc_steps steps"
+    # + the assistant's replies and their codec round trips: the CTC head is kept as the reply ASR
+    # that scores the spoken replies in stage 5 (reply_asr.py)
     $python $local/pretrain_encoder.py --config $conf_dir/stage1_understanding.yaml \
       --utts "$data/train/utts.jsonl" --dev "$data/dev/utts.jsonl" --out "$exp/encoder_init.pt.tmp" \
+      --assistant "$data/assistant.jsonl" --codec "$codec" --asr_out "$exp/reply_asr.pt" \
       --steps "$enc_steps" --threads "$nj" "${common_overrides[@]}"
     mv "$exp/encoder_init.pt.tmp" "$exp/encoder_init.pt"
   fi
@@ -182,6 +186,12 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   if [ -s "$exp/eval/trained/codes" ]; then   # speech codes -> WAVs through the mini codec
     $python $local/mini_codec.py decode --codec "$codec" --codes "$exp/eval/trained/codes" \
       --out_dir "$exp/eval/trained/wav"
+    if [ -f "$exp/reply_asr.pt" ]; then  # the WAVs transcribed by the CTC reply ASR of stage 2a
+      $python $local/score_speech.py --decode_dir "$exp/eval/trained" --asr "$exp/reply_asr.pt" \
+        --codec "$codec" --threads "$torch_threads"
+    else
+      log "no $exp/reply_asr.pt (written by the encoder pre-training of stage 2): spoken replies not scored"
+    fi
   fi
   [ -f "$exp/untrained.pt" ] || $python $local/init_random.py --config "$exp/stage3/train.yaml" --out "$exp/untrained.pt"
   evaluate untrained "$exp/untrained.pt" "$untrained_tasks" generate.max_new_tokens=40
@@ -197,13 +207,15 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
               --device "$device" --batch_size "$decode_batch")
   $python -m osum_echat.bin.evaluate --suite understanding --data "$h/understanding.list" --out "$h/understanding" \
     "${model_opts[@]}"
+  reply_asr=self  # the CTC reply ASR of stage 2a when there is one (the model's own ASR reads no replies)
+  [ -f "$exp/reply_asr.pt" ] && reply_asr="$local/reply_asr.py:build:$exp/reply_asr.pt"
   judges=(rule)
   [ -n "$harness_judge" ] && judges+=("hf:$harness_judge")
   dirs=("$h/understanding")
   for j in "${judges[@]}"; do
     name=echat_${j%%:*}
     $python -m osum_echat.bin.evaluate --suite echat --data "$h/echat.jsonl" --out "$h/$name" --think on \
-      --judge "$j" --vocoder "$local/mini_codec.py:vocoder:$codec" "${model_opts[@]}"
+      --judge "$j" --vocoder "$local/mini_codec.py:vocoder:$codec" --reply_asr "$reply_asr" "${model_opts[@]}"
     dirs+=("$h/$name")
   done
   $python $local/append_harness.py --results "$exp/results.md" "${dirs[@]}"

@@ -7,8 +7,9 @@ Learning checks (exit 1 if one fails): (1) the stage-1 validation loss at its en
 the first training loss of stage 1 (its ASR warm-up: the loss of the random LLM, ~ln(vocab));
 (2) the ASR CER is below the untrained model's; (3) the mean of the gender / age / emotion
 accuracies is above the untrained model's by at least 0.1.
-The issue's quality targets (ASR CER <= 15 %, gender >= 95 %, S2T reply >= 80 %) are reported
-as met / not met in the table but do not fail the run.
+The issue's quality targets (ASR CER <= 15 %, gender >= 95 %, S2T reply >= 80 %, spoken-reply
+CER <= 25 % over the S2S / S2S+think / TTS audio, ``score_speech.py``) are reported as met / not
+met in the table but do not fail the run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ ROWS = [("asr_cer", "ASR CER (held-out voices) ↓", "cer"), ("asr_wer", "ASR WE
         ("think_exact", "S2T think-chat reply exact match", "accuracy"),
         ("t2t_exact", "T2T reply exact match", "accuracy"), ("s2s_exact", "S2S reply text exact match", "accuracy"),
         ("s2sthink_exact", "S2S+think (empathetic) reply text exact match", "accuracy")]
+
+
+SPEECH_TASKS = ("s2s", "s2sthink", "tts")
 
 
 def load(path: Path) -> dict:
@@ -51,6 +55,25 @@ def losses(model_dir: Path) -> tuple[float | None, float | None]:
     return first, cv
 
 
+def speech_rows(tr: dict) -> list[str]:
+    """Spoken-reply rows (score_speech.py): CER of the reply audio transcribed by the independent
+    CTC ASR, text-speech consistency, and the codec + ASR ceiling on the reference codes."""
+    rows = []
+    for key, name in [(f"{t}_{m}", f"{t}: {label}") for m, label in (
+            ("spoken_cer", "spoken-reply CER (independent CTC ASR) ↓"),
+            ("consistency", "text–speech consistency CER ↓"),
+            ("ceiling_cer", "ceiling: reference codes through the codec, same ASR ↓")) for t in SPEECH_TASKS]:
+        s = tr.get(key)
+        if s and s.get("cer") is not None:
+            of = f" of {s['n_items']}" if "n_items" in s else ""
+            rows.append(f"| {name} | {100 * s['cer']:.1f} % (n={s['n']}{of}) | - |")
+    for key, name in (("spoken_cer", "all spoken replies: CER (independent CTC ASR) ↓"),
+                      ("ceiling_cer", "all spoken replies: ceiling (reference codes) ↓")):
+        if tr.get(key, {}).get("cer") is not None:
+            rows.append(f"| {name} | {100 * tr[key]['cer']:.1f} % (n={tr[key]['n']}) | - |")
+    return rows
+
+
 def fmt(s: dict | None, key: str) -> str:
     if not s:
         return "-"
@@ -73,6 +96,7 @@ def main() -> None:
         if key in tr:
             lines.append(f"| {key.split('_')[0]}: utterances with speech codes (WAVs in eval/trained/wav) "
                          f"| {tr[key]['with_codes']} / {tr[key]['n']} | - |")
+    lines += speech_rows(tr)
     # stage 1 is two runs (ASR warm-up, then the mixture): its first loss is the warm-up's
     first = losses(exp / "stage1_asr")[0]
     cv = losses(exp / "stage1")[1]
@@ -97,7 +121,8 @@ def main() -> None:
         failures.append(f"tag accuracy {t_mean:.3f} not above the untrained {u_mean:.3f} + 0.1")
     targets = [("ASR CER <= 15 %", tr.get("asr_cer", {}).get("cer", 9.0) <= 0.15),
                ("gender accuracy >= 95 %", tr.get("gender_tag", {}).get("accuracy", 0.0) >= 0.95),
-               ("S2T chat reply exact match >= 80 %", tr.get("chat_exact", {}).get("accuracy", 0.0) >= 0.8)]
+               ("S2T chat reply exact match >= 80 %", tr.get("chat_exact", {}).get("accuracy", 0.0) >= 0.8),
+               ("spoken-reply CER <= 25 %", (tr.get("spoken_cer", {}).get("cer") or 9.0) <= 0.25)]
     lines.append("")
     lines.append("Targets: " + "; ".join(f"{n}: {'met' if ok else 'NOT met'}" for n, ok in targets))
     verdict = "PASS: the model learned" if not failures else "FAIL: " + "; ".join(failures)
