@@ -45,6 +45,7 @@ eval_max_speech=0           # S2S / TTS test utterances decoded to speech (0 = a
 eval_tasks=asr,gender,age,emotion,chat,think,t2t,s2s,s2sthink,tts
 untrained_tasks=asr,gender         # the untrained baseline (it scores 0 % on every tag task)
 enc_steps=""                # CTC encoder pre-training steps (empty: quick / full default)
+asr_steps=""                # more steps of a copy of it on users + assistant replies: the reply ASR
 steps1a=""                  # stage-1 ASR warm-up steps
 steps1=""                   # training steps per stage (empty: the stage YAML / quick defaults)
 steps2=""
@@ -59,11 +60,11 @@ serve_opts=""               # more options of osum_echat.bin.serve, e.g. "--max_
 if [ "$stage" = serve ]; then stage=7; stop_stage=7; fi
 
 if [ "$quick" = true ]; then
-  mode=quick; corpus_opts=(--quick); eval_max_speech=10; : "${enc_steps:=60}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
+  mode=quick; corpus_opts=(--quick); eval_max_speech=10; : "${enc_steps:=60}" "${asr_steps:=20}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
   stage1_opts=(train.warmup_steps=10)  # the stage-1 YAML warms up over 60 steps
   : "${harness_per_task:=3}" "${harness_echat:=6}"
 else
-  mode=full; corpus_opts=(); eval_max_speech=40; : "${enc_steps:=500}" "${steps1a:=550}" "${steps1:=850}" "${steps2:=300}" "${steps3:=200}"
+  mode=full; corpus_opts=(); eval_max_speech=40; : "${enc_steps:=500}" "${asr_steps:=500}" "${steps1a:=550}" "${steps1:=850}" "${steps2:=300}" "${steps3:=200}"
   : "${harness_per_task:=40}" "${harness_echat:=30}"
   stage1_opts=()
 fi
@@ -137,13 +138,14 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
   # conf/base.yaml) and the LLM learn to read it on ASR alone (a task mixture from the start learns the tags, never the words;
   # recipes/mini/README.md has the experiments), then the full stage-1 mixture.
   if [ ! -f "$exp/encoder_init.pt" ]; then
-    log "stage 2: encoder pre-training (CTC + gender/age/emotion heads), $enc_steps steps"
-    # + the assistant's replies and their codec round trips: the CTC head is kept as the reply ASR
-    # that scores the spoken replies in stage 5 (reply_asr.py)
+    log "stage 2: encoder pre-training (CTC + gender/age/emotion heads), $enc_steps steps; reply ASR, $asr_steps more"
+    # then a copy of encoder + CTC head trains $asr_steps more steps on the users and the assistant's
+    # replies (+ 3 codec round trips of each) and is kept as the reply ASR that scores the spoken
+    # replies in stage 5 (reply_asr.py); the model's encoder is not changed by the replies
     $python $local/pretrain_encoder.py --config $conf_dir/stage1_understanding.yaml \
       --utts "$data/train/utts.jsonl" --dev "$data/dev/utts.jsonl" --out "$exp/encoder_init.pt.tmp" \
-      --assistant "$data/assistant.jsonl" --codec "$codec" --asr_out "$exp/reply_asr.pt" \
-      --steps "$enc_steps" --threads "$nj" "${common_overrides[@]}"
+      --assistant "$data/assistant.jsonl" --codec "$codec" --roundtrip_copies 3 --asr_steps "$asr_steps" \
+      --asr_out "$exp/reply_asr.pt" --steps "$enc_steps" --threads "$nj" "${common_overrides[@]}"
     mv "$exp/encoder_init.pt.tmp" "$exp/encoder_init.pt"
   fi
   if [ ! -f "$exp/stage1_asr/.done" ]; then

@@ -126,18 +126,34 @@ def test_pretrain_encoder_trains_replies_and_writes_the_reply_asr(tmp_path, caps
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     torch.manual_seed(0)
     torch.save({"centroids": torch.randn(8, 320) - 4.0, "rate_hz": 25}, tmp_path / "codec.pt")
-    PE.main(["--config", str(REPO / "conf" / "model" / "tiny.yaml"), "--utts", str(tmp_path / "utts.jsonl"),
-             "--dev", str(tmp_path / "utts.jsonl"), "--out", str(tmp_path / "enc.pt"), "--steps", "2",
-             "--eval_every", "2", "--assistant", str(tmp_path / "assistant.jsonl"),
-             "--codec", str(tmp_path / "codec.pt"), "--roundtrip_copies", "2", "--asr_out", str(tmp_path / "asr.pt")])
-    log = capsys.readouterr().out
+
+    def run(name: str, *extra: str) -> str:
+        PE.main(["--config", str(REPO / "conf" / "model" / "tiny.yaml"), "--utts", str(tmp_path / "utts.jsonl"),
+                 "--dev", str(tmp_path / "utts.jsonl"), "--out", str(tmp_path / f"{name}.pt"), "--steps", "2",
+                 "--eval_every", "2", *extra])
+        return capsys.readouterr().out
+
+    replies_opts = ["--assistant", str(tmp_path / "assistant.jsonl"), "--codec", str(tmp_path / "codec.pt"),
+                    "--roundtrip_copies", "2"]
+    log = run("mixed", *replies_opts, "--asr_out", str(tmp_path / "asr.pt"))
     assert "13 train (9 assistant) / 4 dev" in log  # 4 users + 3 replies + 2 x 3 round trips
     assert "assistant replies, train orig (3): CER" in log and "train round trip (6): CER" in log
     asr = RA.ReplyAsr(tmp_path / "asr.pt")
     assert set("ni3 ha'") <= set(asr.symbols) and len(asr([torch.zeros(8000)])) == 1
-    # the encoder of the full checkpoint is the reply ASR's encoder
-    full = torch.load(tmp_path / "enc.pt")
+    # mixed into the encoder's steps: the model's encoder is the reply ASR's encoder
+    full = torch.load(tmp_path / "mixed.pt")
     assert all(torch.equal(full[f"encoder.{k}"], v) for k, v in asr.encoder.state_dict().items())
+    # --asr_steps: the encoder's own steps are those of a run without replies; a copy trains on
+    run("alone")
+    log = run("apart", *replies_opts, "--asr_steps", "2", "--asr_out", str(tmp_path / "asr2.pt"))
+    assert "4 train (0 assistant)" in log and "[asr] 13 train (9 assistant)" in log
+    alone, apart = torch.load(tmp_path / "alone.pt"), torch.load(tmp_path / "apart.pt")
+    assert all(torch.equal(alone[k], apart[k]) for k in alone)
+    asr2 = RA.ReplyAsr(tmp_path / "asr2.pt")
+    assert asr2.symbols == asr.symbols and asr2.ctc.out_features == len(asr.symbols) + 1
+    assert not torch.equal(asr2.encoder.state_dict()["after_norm.weight"], alone["encoder.after_norm.weight"])
+    with pytest.raises(SystemExit, match="need --assistant"):
+        run("bad", "--asr_steps", "2")
     bad = tmp_path / "nospoken.jsonl"
     bad.write_text(json.dumps(dict(replies[0], spoken="")) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="nospoken.jsonl:1 .r0.: no 'spoken'"):
