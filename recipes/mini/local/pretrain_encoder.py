@@ -60,8 +60,9 @@ NO_ATTR = -100  # attribute id of the assistant items (cross-entropy ignore inde
 
 
 def read_utts(path: str, n_mels: int, alphabet: dict[str, int] | None, attributes: bool = True):
-    """[(feats (T, n_mels), characters, attribute ids)] of a utts.jsonl (or, ``attributes``
-    False, of the assistant.jsonl: ids NO_ATTR); the alphabet grows when one is given."""
+    """[(feats (T, n_mels), characters, attribute ids, wav path)] of a utts.jsonl (or, with
+    ``attributes`` False, of the assistant.jsonl: ids NO_ATTR); the alphabet grows when one is
+    given."""
     out = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
