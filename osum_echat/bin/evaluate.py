@@ -3,7 +3,7 @@
     python -m osum_echat.bin.evaluate --suite understanding|echat|voicebench --data PATH \
         --config C --checkpoint P --out DIR [--tokenizer DIR] [--judge rule|hf:FOLDER|openai:URL] \
         [--think on|off] [--limit N] [--nj K [--job_id J] [--devices d0,d1]] [--batch_size B] \
-        [--vocoder token2wav:DIR|FILE.py:FACTORY[:ARG]] [--reply_asr self|whisper:FILE.pt] \
+        [--vocoder token2wav:DIR|FILE.py:FACTORY[:ARG]] [--reply_asr self|whisper:FILE.pt|FILE.py:FACTORY[:ARG]] \
         [--device auto] [--dtype fp32] [dotted.overrides=...]
 
 Writes DIR/items.jsonl, DIR/results.json, DIR/report.md and PNG plots. A rerun skips finished
@@ -38,7 +38,7 @@ def parse_args(argv=None):
     p.add_argument("--stage", default="all", choices=("all", "generate", "finish"))
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--vocoder", default=None)
-    p.add_argument("--reply_asr", default="self")
+    p.add_argument("--reply_asr", default="self", help="self | whisper:FILE.pt | FILE.py:FACTORY[:ARG] (docs/eval.md)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="fp32")
     return p.parse_known_args(argv)

@@ -78,7 +78,9 @@ def score(item: dict, think_on: bool) -> dict:
         out["think_names"] = think_names_reference(item.get("think") or "", item["labels"])
     tr = item.get("transcript")
     if tr is not None and normalize_for_scoring(item.get("reply") or ""):  # a reply of tags only has no words
-        out["consistency"] = asr_errors(item["reply"], tr)
+        # an ASR that writes in another form (reply_form, generation.load_asr) is scored in its form
+        ref = item["reply_form"] if item.get("reply_form") is not None else item["reply"]
+        out["consistency"] = asr_errors(ref, tr)
     return out
 
 

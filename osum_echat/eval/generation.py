@@ -39,6 +39,22 @@ class Token2WavVocoder:
         return self.t2w.synthesize(codes)
 
 
+def load_plugin(spec: str, option: str, expected: str = "FILE.py:FACTORY[:ARG]"):
+    """``FILE.py:FACTORY[:ARG]`` -> ``FACTORY(ARG)`` (or ``FACTORY()``) from that Python file:
+    the plug-in form of ``--vocoder`` and ``--reply_asr``. ``option`` and ``expected`` (the
+    forms the flag takes) go into the error messages."""
+    parts = spec.split(":", 2)
+    if len(parts) < 2 or not parts[0].endswith(".py") or not Path(parts[0]).is_file():
+        raise ValueError(f"{option} {spec!r}: expected {expected} (the file must exist)")
+    mod_spec = importlib.util.spec_from_file_location(Path(parts[0]).stem + "_plugin", parts[0])
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    factory = getattr(mod, parts[1], None)
+    if not callable(factory):
+        raise ValueError(f"{option} {spec!r}: {parts[0]} has no callable {parts[1]!r}")
+    return factory(*parts[2:])
+
+
 def load_vocoder(spec: Optional[str], device: str = "auto") -> Optional[Vocoder]:
     """``None`` | ``token2wav:FOLDER`` | ``FILE.py:FACTORY[:ARG]`` (a factory returning an object
     with ``synthesize(codes) -> (wav, sr)``; the mini recipe's codec is one)."""
@@ -46,16 +62,10 @@ def load_vocoder(spec: Optional[str], device: str = "auto") -> Optional[Vocoder]
         return None
     if spec.startswith("token2wav:"):
         return Token2WavVocoder(spec.split(":", 1)[1], device)
-    parts = spec.split(":", 2)
-    if len(parts) < 2 or not parts[0].endswith(".py") or not Path(parts[0]).is_file():
-        raise ValueError(f"--vocoder {spec!r}: expected token2wav:FOLDER or FILE.py:FACTORY[:ARG] (file must exist)")
-    mod_spec = importlib.util.spec_from_file_location(Path(parts[0]).stem + "_vocoder", parts[0])
-    mod = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(mod)
-    factory = getattr(mod, parts[1], None)
-    if factory is None:
-        raise ValueError(f"--vocoder {spec!r}: {parts[0]} has no {parts[1]!r}")
-    return factory(*parts[2:])
+    voc = load_plugin(spec, "--vocoder", "token2wav:FOLDER or FILE.py:FACTORY[:ARG]")
+    if not callable(getattr(voc, "synthesize", None)):
+        raise ValueError(f"--vocoder {spec!r}: the factory returned {type(voc).__name__}, which has no synthesize()")
+    return voc
 
 
 def _as_16k(wav, sr: int) -> torch.Tensor:
@@ -103,18 +113,27 @@ class WhisperAsr:
 
 
 def load_asr(spec: str, bot, device: str = "cpu"):
-    """``self`` (default) or ``whisper:FILE.pt``."""
+    """``self`` (default), ``whisper:FILE.pt`` or ``FILE.py:FACTORY[:ARG]``: a factory returning
+    a callable ``(list of 16 kHz waveforms (N,)) -> list of transcripts``; when the object also
+    has ``reference_form(text) -> text`` (an ASR that writes in another form, e.g. romanised),
+    the reply texts are put in that form before consistency is scored."""
     if spec == "self":
         return SelfAsr(bot)
     if spec.startswith("whisper:"):
         return WhisperAsr(spec.split(":", 1)[1], device)
-    raise ValueError(f"--reply_asr must be 'self' or 'whisper:FILE.pt', got {spec!r}")
+    asr = load_plugin(spec, "--reply_asr", "self, whisper:FILE.pt or FILE.py:FACTORY[:ARG]")
+    if not callable(asr):
+        raise ValueError(f"--reply_asr {spec!r}: the factory returned {type(asr).__name__}, which is not callable "
+                         "(expected wavs -> transcripts)")
+    return asr
 
 
 def transcribe_replies(split_dir: Path, vocoder: Optional[Vocoder], asr, wav_dir: Optional[Path] = None,
                        batch_size: int = 8) -> int:
     """Synthesize each decoded key's codes and transcribe the audio into ``transcripts.jsonl``
-    (``{"transcript": str | None, "has_audio": bool}``; None without codes or vocoder)."""
+    (``{"transcript": str | None, "has_audio": bool}``; None without codes or vocoder; plus
+    ``"reply_form"``, the reply text in the transcripts' form, when the ASR has
+    ``reference_form``)."""
     from osum_echat.audio.io import save_wav
     from osum_echat.eval.score import read_kv
 
@@ -125,7 +144,9 @@ def transcribe_replies(split_dir: Path, vocoder: Optional[Vocoder], asr, wav_dir
         for ln in codes_path.read_text(encoding="utf-8").splitlines():
             k, *c = ln.split()
             codes[k] = [int(x) for x in c]
-    todo = [k for k in read_kv(split_dir / "text") if k not in store.done] if (split_dir / "text").exists() else []
+    texts = read_kv(split_dir / "text") if (split_dir / "text").exists() else {}
+    todo = [k for k in texts if k not in store.done]
+    form = getattr(asr, "reference_form", None)
     n = 0
     for i in tqdm(range(0, len(todo), batch_size), desc="transcribe replies", unit="batch", leave=False):
         keys = todo[i:i + batch_size]
@@ -145,9 +166,11 @@ def transcribe_replies(split_dir: Path, vocoder: Optional[Vocoder], asr, wav_dir
                 save_wav(wav_dir / f"{k}.wav", w, 16000)
             wavs.append(w)
             have.append(k)
-        texts = dict(zip(have, asr(wavs) if wavs else []))
+        heard = dict(zip(have, asr(wavs) if wavs else []))
         for k in keys:
-            row = {"transcript": texts.get(k), "has_audio": k in texts}
+            row = {"transcript": heard.get(k), "has_audio": k in heard}
+            if form is not None:
+                row["reply_form"] = form(texts[k])
             if k in errors:
                 row["error"] = errors[k]
             store.add(k, row)

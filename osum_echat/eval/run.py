@@ -122,7 +122,7 @@ def generate_job(cfg: RunConfig, bot, job_id: int) -> None:
 
 
 def _generated(cfg: RunConfig) -> dict[str, dict]:
-    """key -> {reply, think, n_codes, transcript} from every job's files."""
+    """key -> {reply, think, n_codes, transcript[, reply_form]} from every job's files."""
     from osum_echat.eval.score import read_kv
 
     gen: dict[str, dict] = {}
@@ -137,6 +137,8 @@ def _generated(cfg: RunConfig) -> dict[str, dict]:
             gen[k] = {"reply": text, "think": think.get(k),
                       "n_codes": len(codes.get(k, "").split()) if k in codes else None,
                       "transcript": trans.get(k, {}).get("transcript")}
+            if "reply_form" in trans.get(k, {}):  # the reply as the reply ASR writes it (load_asr)
+                gen[k]["reply_form"] = trans[k]["reply_form"]
     return gen
 
 

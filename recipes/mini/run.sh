@@ -7,7 +7,8 @@
 #                 an ASR warm-up, then understanding: ASR + gender/age/emotion tags + text chat
 #   3 stage 2     generation: TTS + speech-to-speech replies (+ replay), init from stage 1
 #   4 stage 3     empathy: think chat (CoT) + empathetic S2S (+ replay), init from stage 2
-#   5 eval        decode + score every task; WAVs through the mini codec; results.md/json;
+#   5 eval        decode + score every task; WAVs through the mini codec, transcribed by the CTC
+#                 reply ASR of stage 2a (spoken-reply CER, text-speech consistency); results.md/json;
 #                 check that the model beats an untrained one (exit 1 if not)
 #   6 harness     python -m osum_echat.bin.evaluate: understanding (ASR + tags) and echat (EChat-style
 #                 items of the test voices, S2S + think, replies through the mini codec) with the rule
@@ -44,6 +45,7 @@ eval_max_speech=""          # S2S / TTS test utterances decoded to speech (0 = a
 eval_tasks=asr,gender,age,emotion,chat,think,t2t,s2s,s2sthink,tts
 untrained_tasks=asr,gender         # the untrained baseline (it scores 0 % on every tag task)
 enc_steps=""                # CTC encoder pre-training steps (empty: quick / full default)
+asr_steps=""                # more steps of a copy of it on users + assistant replies: the reply ASR
 steps1a=""                  # stage-1 ASR warm-up steps
 steps1=""                   # training steps per stage (empty: the stage YAML / quick defaults)
 steps2=""
@@ -58,11 +60,11 @@ serve_opts=""               # more options of osum_echat.bin.serve, e.g. "--max_
 if [ "$stage" = serve ]; then stage=7; stop_stage=7; fi
 
 if [ "$quick" = true ]; then
-  mode=quick; corpus_opts=(--quick); : "${eval_max_speech:=10}" "${enc_steps:=60}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
+  mode=quick; corpus_opts=(--quick); : "${eval_max_speech:=10}" "${enc_steps:=60}" "${asr_steps:=20}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
   stage1_opts=(train.warmup_steps=10)  # the stage-1 YAML warms up over 60 steps
   : "${harness_per_task:=3}" "${harness_echat:=6}"
 else
-  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=500}" "${steps1a:=550}" "${steps1:=850}" "${steps2:=600}" "${steps3:=400}"
+  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=500}" "${asr_steps:=500}" "${steps1a:=550}" "${steps1:=850}" "${steps2:=600}" "${steps3:=400}"
   : "${harness_per_task:=40}" "${harness_echat:=30}"
   stage1_opts=()
 fi
@@ -136,10 +138,14 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
   # conf/base.yaml) and the LLM learn to read it on ASR alone (a task mixture from the start learns the tags, never the words;
   # recipes/mini/README.md has the experiments), then the full stage-1 mixture.
   if [ ! -f "$exp/encoder_init.pt" ]; then
-    log "stage 2: encoder pre-training (CTC + gender/age/emotion heads), $enc_steps steps"
+    log "stage 2: encoder pre-training (CTC + gender/age/emotion heads), $enc_steps steps; reply ASR, $asr_steps more"
+    # then a copy of encoder + CTC head trains $asr_steps more steps on the users and the assistant's
+    # replies (+ 3 codec round trips of each) and is kept as the reply ASR that scores the spoken
+    # replies in stage 5 (reply_asr.py); the model's encoder is not changed by the replies
     $python $local/pretrain_encoder.py --config $conf_dir/stage1_understanding.yaml \
       --utts "$data/train/utts.jsonl" --dev "$data/dev/utts.jsonl" --out "$exp/encoder_init.pt.tmp" \
-      --steps "$enc_steps" --threads "$nj" "${common_overrides[@]}"
+      --assistant "$data/assistant.jsonl" --codec "$codec" --roundtrip_copies 3 --asr_steps "$asr_steps" \
+      --asr_out "$exp/reply_asr.pt" --steps "$enc_steps" --threads "$nj" "${common_overrides[@]}"
     mv "$exp/encoder_init.pt.tmp" "$exp/encoder_init.pt"
   fi
   if [ ! -f "$exp/stage1_asr/.done" ]; then
@@ -182,6 +188,12 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   if [ -s "$exp/eval/trained/codes" ]; then   # speech codes -> WAVs through the mini codec
     $python $local/mini_codec.py decode --codec "$codec" --codes "$exp/eval/trained/codes" \
       --out_dir "$exp/eval/trained/wav"
+    if [ -f "$exp/reply_asr.pt" ]; then  # the WAVs transcribed by the CTC reply ASR of stage 2a
+      $python $local/score_speech.py --decode_dir "$exp/eval/trained" --asr "$exp/reply_asr.pt" \
+        --codec "$codec" --threads "$torch_threads"
+    else
+      log "no $exp/reply_asr.pt (written by the encoder pre-training of stage 2): spoken replies not scored"
+    fi
   fi
   [ -f "$exp/untrained.pt" ] || $python $local/init_random.py --config "$exp/stage3/train.yaml" --out "$exp/untrained.pt"
   evaluate untrained "$exp/untrained.pt" "$untrained_tasks" generate.max_new_tokens=40
@@ -197,13 +209,15 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
               --device "$device" --batch_size "$decode_batch")
   $python -m osum_echat.bin.evaluate --suite understanding --data "$h/understanding.list" --out "$h/understanding" \
     "${model_opts[@]}"
+  reply_asr=self  # the CTC reply ASR of stage 2a when there is one (the model's own ASR reads no replies)
+  [ -f "$exp/reply_asr.pt" ] && reply_asr="$local/reply_asr.py:build:$exp/reply_asr.pt"
   judges=(rule)
   [ -n "$harness_judge" ] && judges+=("hf:$harness_judge")
   dirs=("$h/understanding")
   for j in "${judges[@]}"; do
     name=echat_${j%%:*}
     $python -m osum_echat.bin.evaluate --suite echat --data "$h/echat.jsonl" --out "$h/$name" --think on \
-      --judge "$j" --vocoder "$local/mini_codec.py:vocoder:$codec" "${model_opts[@]}"
+      --judge "$j" --vocoder "$local/mini_codec.py:vocoder:$codec" --reply_asr "$reply_asr" "${model_opts[@]}"
     dirs+=("$h/$name")
   done
   $python $local/append_harness.py --results "$exp/results.md" "${dirs[@]}"

@@ -9,7 +9,8 @@ the first training loss of stage 1 (its ASR warm-up: the loss of the random LLM,
 accuracies is above the untrained model's by at least 0.1.
 The quality targets (ASR CER <= 15 %, gender >= 95 %, age >= 60 %, S2T chat, think chat, S2S
 and S2S+think replies >= 80 %, S2S+think >= S2S on the replies that depend on the speaker's
-emotion or age) are reported as met / not met below the table but do not fail the run.
+emotion or age, spoken-reply CER <= 25 % over the S2S / S2S+think / TTS audio,
+``score_speech.py``) are reported as met / not met below the table but do not fail the run.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ ROWS = [("asr_cer", "ASR CER (held-out voices) ↓", "cer"), ("asr_wer", "ASR WE
         ("s2s_exact_dependent", "S2S reply text exact match, replies that depend on emotion/age", "accuracy"),
         ("s2sthink_exact_dependent", "S2S+think reply text exact match, replies that depend on emotion/age",
          "accuracy")]
+
+
+SPEECH_TASKS = ("s2s", "s2sthink", "tts")
 
 
 def load(path: Path) -> dict:
@@ -55,6 +59,25 @@ def losses(model_dir: Path) -> tuple[float | None, float | None]:
     return first, cv
 
 
+def speech_rows(tr: dict) -> list[str]:
+    """Spoken-reply rows (score_speech.py): CER of the reply audio transcribed by the independent
+    CTC ASR, text-speech consistency, and the codec + ASR ceiling on the reference codes."""
+    rows = []
+    for key, name in [(f"{t}_{m}", f"{t}: {label}") for m, label in (
+            ("spoken_cer", "spoken-reply CER (independent CTC ASR) ↓"),
+            ("consistency", "text–speech consistency CER ↓"),
+            ("ceiling_cer", "ceiling: reference codes through the codec, same ASR ↓")) for t in SPEECH_TASKS]:
+        s = tr.get(key)
+        if s and s.get("cer") is not None:
+            of = f" of {s['n_items']}" if "n_items" in s else ""
+            rows.append(f"| {name} | {100 * s['cer']:.1f} % (n={s['n']}{of}) | - |")
+    for key, name in (("spoken_cer", "all spoken replies: CER (independent CTC ASR) ↓"),
+                      ("ceiling_cer", "all spoken replies: ceiling (reference codes) ↓")):
+        if tr.get(key, {}).get("cer") is not None:
+            rows.append(f"| {name} | {100 * tr[key]['cer']:.1f} % (n={tr[key]['n']}) | - |")
+    return rows
+
+
 def fmt(s: dict | None, key: str) -> str:
     if not s:
         return "-"
@@ -77,6 +100,7 @@ def main() -> None:
         if key in tr:
             lines.append(f"| {key.split('_')[0]}: utterances with speech codes (WAVs in eval/trained/wav) "
                          f"| {tr[key]['with_codes']} / {tr[key]['n']} | - |")
+    lines += speech_rows(tr)
     # stage 1 is two runs (ASR warm-up, then the mixture): its first loss is the warm-up's
     first = losses(exp / "stage1_asr")[0]
     cv = losses(exp / "stage1")[1]
@@ -110,7 +134,8 @@ def main() -> None:
                ("S2S reply exact match >= 80 %", acc("s2s_exact") >= 0.8),
                ("S2S+think reply exact match >= 80 %", acc("s2sthink_exact") >= 0.8),
                ("S2S+think >= S2S on the emotion/age-dependent replies",
-                "s2sthink_exact_dependent" in tr and acc("s2sthink_exact_dependent") >= acc("s2s_exact_dependent"))]
+                "s2sthink_exact_dependent" in tr and acc("s2sthink_exact_dependent") >= acc("s2s_exact_dependent")),
+               ("spoken-reply CER <= 25 %", (tr.get("spoken_cer", {}).get("cer") or 9.0) <= 0.25)]
     lines.append("")
     lines.append("Targets: " + "; ".join(f"{n}: {'met' if ok else 'NOT met'}" for n, ok in targets))
     verdict = "PASS: the model learned" if not failures else "FAIL: " + "; ".join(failures)

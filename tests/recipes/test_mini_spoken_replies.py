@@ -1,0 +1,160 @@
+"""The mini recipe's spoken-reply scoring: the CTC reply ASR file (save, load, transcribe, the
+harness plug-in factory), the spoken-form scoring and the encoder pre-training that writes it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[2]
+LOCAL = REPO / "recipes" / "mini" / "local"
+sys.path.insert(0, str(LOCAL))
+
+import reply_asr as RA  # noqa: E402
+import score_speech as SS  # noqa: E402
+import spoken_form as SF  # noqa: E402
+
+SYMBOLS = list("abcdefghijklmnopqrstuvwxyz '12345")
+
+
+def _tiny_asr(path: Path) -> Path:
+    from osum_echat.model.config import EncoderConfig
+    from osum_echat.model.encoder import WhisperEncoder
+
+    torch.manual_seed(0)
+    enc = WhisperEncoder(EncoderConfig(d_model=16, num_heads=2, ffn_dim=32, num_layers=1, max_positions=3000,
+                                       dropout=0.0, positional_dropout=0.0, activation_checkpointing=False))
+    RA.save_asr(path, enc, nn.Linear(16, len(SYMBOLS) + 1), SYMBOLS)
+    return path
+
+
+def test_greedy_ctc_merges_repeats_and_drops_blanks():
+    ids = torch.tensor([[0, 1, 1, 0, 1, 2, 2, 3], [2, 2, 0, 0, 0, 0, 0, 0]])  # (B, T); 0 = blank
+    logits = nn.functional.one_hot(ids, 4).float()
+    assert RA.greedy_ctc(logits, torch.tensor([8, 2]), ["a", "b", "c"]) == ["aabc", "b"]
+    assert RA.toneless("xian4 zai4jiu3 dian3") == "xian zai jiu dian" and RA.toneless("it's nine") == "it's nine"
+
+
+def test_reply_asr_file_round_trip_and_transcripts(tmp_path):
+    path = _tiny_asr(tmp_path / "asr.pt")
+    asr = RA.ReplyAsr(path, batch_size=2)
+    assert asr.symbols == SYMBOLS and asr.n_mels == 80
+    rng = np.random.default_rng(0)
+    wavs = [torch.from_numpy(0.1 * rng.standard_normal(n).astype("float32")) for n in (8000, 100, 16000, 4000)]
+    out = asr(wavs)
+    assert len(out) == 4 and all(isinstance(t, str) for t in out)
+    assert out[1] == ""  # shorter than one STFT window: no words, no crash
+    assert out[0] and set(out[0]) <= set(SYMBOLS)  # a random head still emits symbols
+    alone = RA.ReplyAsr(path, batch_size=1)([wavs[2]])
+    assert alone == [out[2]]  # batching and padding change nothing
+    # the CLI over a folder of WAVs
+    for i, w in enumerate(wavs[:2]):
+        sf.write(tmp_path / f"k{i}.wav", w.numpy(), 16000)
+    RA.main(["--asr", str(path), "--wav_dir", str(tmp_path), "--out", str(tmp_path / "tr")])
+    lines = (tmp_path / "tr").read_text(encoding="utf-8").splitlines()
+    assert [ln.split("\t")[0] for ln in lines] == ["k0", "k1"]
+    torch.save({"encoder": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a reply ASR file"):
+        RA.ReplyAsr(tmp_path / "other.pt")
+
+
+def test_reply_asr_as_a_harness_plugin(tmp_path):
+    from osum_echat.eval.generation import load_asr
+
+    path = _tiny_asr(tmp_path / "asr.pt")
+    asr = load_asr(f"{LOCAL / 'reply_asr.py'}:build:{path}", bot=None)
+    assert asr.strip_tones and asr.reference_form("<开心>现在九点") == "xian zai jiu dian"
+    assert asr.reference_form("It is nine o'clock.") == "it is nine o'clock"
+    assert isinstance(asr([torch.zeros(4000)])[0], str)
+
+
+def test_spoken_form_of_labels_and_transcripts():
+    assert SF.syllables("<开心>太好了现在九点") == ["tai", "hao", "le", "xian", "zai", "jiu", "dian"]
+    assert SF.syllables("tai4 hao3 le5 xian4zai4 jiu3 dian3") == ["tai", "hao", "le", "xian", "zai", "jiu", "dian"]
+    assert SF.readings()["十"] == "shi" and SF.readings()["分"] == "fen"  # template words of random_sentence
+    assert SF.spoken_errors("定时十六分钟", "ding4 shi2 shi2 liu4 fen1 zhong1").errors == 0
+    c = SF.spoken_errors("现在猫点", "xian4 zai4 mao1 dian3")  # 猫 is not in the vocabulary: an error
+    assert c.ref == 4 and c.errors == 1
+    e = SF.spoken_errors("it is nine o'clock", "it is nine oclock")  # English: characters, no spaces
+    assert e.ref == len("itisnineo'clock") and e.errors == 1
+
+
+def test_score_replies_strips_tags_and_scores_in_spoken_units():
+    refs = {"u1_zh-s2s": "<开心>太好了现在九点", "u2_en-s2s": "<安慰鼓励>cheer up good night",
+            "u3_zh-s2s": "<中立>等于二", "ans_zh-tts": "开灯", "u4-s2sthink": "<中立>sleep well"}
+    texts = {"u1_zh-s2s": "太好了现在九点", "u2_en-s2s": "cheer up good night", "u3_zh-s2s": "<中立>",
+             "ans_zh-tts": "", "u4-s2sthink": "sleep well"}
+    heard = {"u1_zh-s2s": "tai4 hao3 le5 xian4 zai4 jiu3 dian3", "u2_en-s2s": "cheer up good night",
+             "u3_zh-s2s": "deng3 yu2 er4", "ans_zh-tts": "kai1 deng1"}  # u4 has no audio
+    res = SS.score_replies(refs, texts, heard, ceiling=dict(heard))
+    assert res["s2s_spoken_cer"]["cer"] == 0.0 and res["s2s_spoken_cer"]["n"] == 3
+    assert res["s2s_spoken_cer"]["by_lang"]["zh"]["ref_tokens"] == 7 + 3
+    assert res["tts_spoken_cer"]["cer"] == 0.0 and "tts_consistency" not in res
+    assert res["s2s_consistency"]["n"] == 2  # u3's reply text has no words
+    assert res["s2sthink_spoken_cer"]["n"] == 0 and res["s2sthink_spoken_cer"]["n_items"] == 1
+    assert res["spoken_cer"]["n"] == 4 and res["ceiling_cer"]["cer"] == 0.0
+    wrong = dict(heard, **{"u1_zh-s2s": "tai4 hao3 le5 xian4 zai4 ba1 dian3", "u2_en-s2s": "cheer up good morning"})
+    bad = SS.score_replies(refs, texts, wrong, ceiling={})
+    assert bad["s2s_spoken_cer"]["by_lang"]["zh"]["errors"] == 1
+    assert bad["s2s_spoken_cer"]["cer"] > 0 and bad["s2s_consistency"]["cer"] > 0 and "ceiling_cer" not in bad
+
+
+def _write_wav(path: Path, seconds: float, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(16000 * seconds)) / 16000
+    sf.write(path, (0.3 * np.sin(2 * np.pi * (150 + 40 * seed) * t) + 0.02 * rng.standard_normal(t.size))
+             .astype("float32"), 16000)
+    return str(path)
+
+
+def test_pretrain_encoder_trains_replies_and_writes_the_reply_asr(tmp_path, capsys):
+    pytest.importorskip("torchaudio")
+    import pretrain_encoder as PE
+
+    users = [dict(key=f"u{i}", wav=_write_wav(tmp_path / f"u{i}.wav", 0.5, i), spoken="ab c",
+                  gender=("male", "female")[i % 2], age="adult", emotion="sad") for i in range(4)]
+    replies = [dict(key=f"r{i}", lang="zh", txt="x", wav=_write_wav(tmp_path / f"r{i}.wav", 0.6, 10 + i),
+                    spoken="ni3 hao3'") for i in range(3)]
+    for name, rows in (("utts", users), ("assistant", replies)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    torch.manual_seed(0)
+    torch.save({"centroids": torch.randn(8, 320) - 4.0, "rate_hz": 25}, tmp_path / "codec.pt")
+
+    def run(name: str, *extra: str) -> str:
+        PE.main(["--config", str(REPO / "conf" / "model" / "tiny.yaml"), "--utts", str(tmp_path / "utts.jsonl"),
+                 "--dev", str(tmp_path / "utts.jsonl"), "--out", str(tmp_path / f"{name}.pt"), "--steps", "2",
+                 "--eval_every", "2", *extra])
+        return capsys.readouterr().out
+
+    replies_opts = ["--assistant", str(tmp_path / "assistant.jsonl"), "--codec", str(tmp_path / "codec.pt"),
+                    "--roundtrip_copies", "2"]
+    log = run("mixed", *replies_opts, "--asr_out", str(tmp_path / "asr.pt"))
+    assert "13 train (9 assistant) / 4 dev" in log  # 4 users + 3 replies + 2 x 3 round trips
+    assert "assistant replies, train orig (3): CER" in log and "train round trip (6): CER" in log
+    asr = RA.ReplyAsr(tmp_path / "asr.pt")
+    assert set("ni3 ha'") <= set(asr.symbols) and len(asr([torch.zeros(8000)])) == 1
+    # mixed into the encoder's steps: the model's encoder is the reply ASR's encoder
+    full = torch.load(tmp_path / "mixed.pt")
+    assert all(torch.equal(full[f"encoder.{k}"], v) for k, v in asr.encoder.state_dict().items())
+    # --asr_steps: the encoder's own steps are those of a run without replies; a copy trains on
+    run("alone")
+    log = run("apart", *replies_opts, "--asr_steps", "2", "--asr_out", str(tmp_path / "asr2.pt"))
+    assert "4 train (0 assistant)" in log and "[asr] 13 train (9 assistant)" in log
+    alone, apart = torch.load(tmp_path / "alone.pt"), torch.load(tmp_path / "apart.pt")
+    assert all(torch.equal(alone[k], apart[k]) for k in alone)
+    asr2 = RA.ReplyAsr(tmp_path / "asr2.pt")
+    assert asr2.symbols == asr.symbols and asr2.ctc.out_features == len(asr.symbols) + 1
+    assert not torch.equal(asr2.encoder.state_dict()["after_norm.weight"], alone["encoder.after_norm.weight"])
+    with pytest.raises(SystemExit, match="need --assistant"):
+        run("bad", "--asr_steps", "2")
+    bad = tmp_path / "nospoken.jsonl"
+    bad.write_text(json.dumps(dict(replies[0], spoken="")) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="nospoken.jsonl:1 .r0.: no 'spoken'"):
+        PE.read_utts(str(bad), 80, {}, attributes=False)
