@@ -31,8 +31,10 @@ def stage_entries(d: Path) -> dict[str, dict[str, dict]]:
               "tags": e(d / "train/s2t.jsonl", "s2t", 1), "text_chat": s1["text_chat"]}
     s2 = {**replay, "spoken_chat": e(d / "train/chat.jsonl", "s2t", 4),
           "tts": e(d / "train/t2s.jsonl", "t2s"), "s2s": e(d / "train/s2s.jsonl", "s2s")}
-    s3 = {**s2, "think_chat": e(d / "train/think.jsonl", "s2t", 2),
-          "s2s_think": e(d / "train/s2sthink.jsonl", "s2s")}
+    # think-heavy: with think chat x2 and S2S+think x1 the reply ignored its own think (it
+    # followed the think's emotion in 40-60 % of the replies that depend on it; README)
+    s3 = {**s2, "think_chat": e(d / "train/think.jsonl", "s2t", 6),
+          "s2s_think": e(d / "train/s2sthink.jsonl", "s2s", 2)}
     return {"1_asr": s1a, "1": s1, "2": s2, "3": s3}
 
 
