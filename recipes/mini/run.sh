@@ -45,7 +45,7 @@ eval_max_speech=""          # S2S / TTS test utterances decoded to speech (0 = a
 eval_tasks=asr,gender,age,emotion,chat,think,t2t,s2s,s2sthink,tts
 untrained_tasks=asr,gender         # the untrained baseline (it scores 0 % on every tag task)
 enc_steps=""                # CTC encoder pre-training steps (empty: quick / full default)
-asr_steps=""                # more steps of a copy of it on users + assistant replies: the reply ASR
+asr_steps=""                # more steps of it on users + assistant replies: the model's encoder and the reply ASR
 steps1a=""                  # stage-1 ASR warm-up steps
 steps1=""                   # training steps per stage (empty: the stage YAML / quick defaults)
 steps2=""
@@ -64,7 +64,7 @@ if [ "$quick" = true ]; then
   stage1_opts=(train.warmup_steps=10)  # the stage-1 YAML warms up over 60 steps
   : "${harness_per_task:=3}" "${harness_echat:=6}"
 else
-  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=500}" "${asr_steps:=500}" "${steps1a:=550}" "${steps1:=850}" "${steps2:=600}" "${steps3:=400}"
+  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=450}" "${asr_steps:=350}" "${steps1a:=450}" "${steps1:=850}" "${steps2:=600}" "${steps3:=400}"
   : "${harness_per_task:=40}" "${harness_echat:=30}"
   stage1_opts=()
 fi
@@ -139,13 +139,14 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
   # recipes/mini/README.md has the experiments), then the full stage-1 mixture.
   if [ ! -f "$exp/encoder_init.pt" ]; then
     log "stage 2: encoder pre-training (CTC + gender/age/emotion heads), $enc_steps steps; reply ASR, $asr_steps more"
-    # then a copy of encoder + CTC head trains $asr_steps more steps on the users and the assistant's
-    # replies (+ 3 codec round trips of each) and is kept as the reply ASR that scores the spoken
-    # replies in stage 5 (reply_asr.py); the model's encoder is not changed by the replies
+    # then encoder + CTC head train $asr_steps more steps on the users and the assistant's replies
+    # (+ 3 codec round trips of each): the model's encoder (frozen from here on) and, with its CTC
+    # head, the reply ASR that scores the spoken replies in stage 5 (reply_asr.py; it shares the
+    # encoder with the model, not the LLM that makes the replies)
     $python $local/pretrain_encoder.py --config $conf_dir/stage1_understanding.yaml \
       --utts "$data/train/utts.jsonl" --dev "$data/dev/utts.jsonl" --out "$exp/encoder_init.pt.tmp" \
       --assistant "$data/assistant.jsonl" --codec "$codec" --roundtrip_copies 3 --asr_steps "$asr_steps" \
-      --asr_out "$exp/reply_asr.pt" --steps "$enc_steps" --threads "$nj" "${common_overrides[@]}"
+      --asr_out "$exp/reply_asr.pt" --shared_asr --steps "$enc_steps" --threads "$nj" "${common_overrides[@]}"
     mv "$exp/encoder_init.pt.tmp" "$exp/encoder_init.pt"
   fi
   if [ ! -f "$exp/stage1_asr/.done" ]; then

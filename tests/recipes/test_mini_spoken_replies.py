@@ -152,6 +152,12 @@ def test_pretrain_encoder_trains_replies_and_writes_the_reply_asr(tmp_path, caps
     asr2 = RA.ReplyAsr(tmp_path / "asr2.pt")
     assert asr2.symbols == asr.symbols and asr2.ctc.out_features == len(asr.symbols) + 1
     assert not torch.equal(asr2.encoder.state_dict()["after_norm.weight"], alone["encoder.after_norm.weight"])
+    # --shared_asr: the model's encoder is trained on through the reply phase and is the ASR's
+    log = run("shared", *replies_opts, "--asr_steps", "2", "--shared_asr", "--asr_out", str(tmp_path / "asr3.pt"))
+    assert "wrote" in log and "(2 + 2 steps)" in log
+    shared, asr3 = torch.load(tmp_path / "shared.pt"), RA.ReplyAsr(tmp_path / "asr3.pt")
+    assert all(torch.equal(shared[f"encoder.{k}"], v) for k, v in asr3.encoder.state_dict().items())
+    assert not torch.equal(shared["encoder.after_norm.weight"], alone["encoder.after_norm.weight"])
     with pytest.raises(SystemExit, match="need --assistant"):
         run("bad", "--asr_steps", "2")
     bad = tmp_path / "nospoken.jsonl"

@@ -261,6 +261,10 @@ def parse_args(argv: list[str] | None):
                         "CTC head trains N more steps on users + replies and becomes the reply ASR")
     p.add_argument("--asr_lr", type=float, default=3e-3, help="peak learning rate of the --asr_steps")
     p.add_argument("--asr_out", default=None, help="write the encoder + CTC head as the reply ASR (reply_asr.py)")
+    p.add_argument("--shared_asr", action="store_true",
+                   help="the --asr_steps train the model's encoder itself (no copy): --out is written after "
+                        "both phases and the reply ASR is that encoder + its CTC head (the recipe's choice: "
+                        "the model gets the longer-trained encoder for no extra time)")
     p.add_argument("overrides", nargs="*", help="config overrides key=value")
     return p.parse_args(argv)
 
@@ -288,16 +292,21 @@ def main(argv: list[str] | None = None) -> None:
     heads = Heads(encoder.output_dim, len(alphabet))
     train_ctc(encoder, heads, train, alphabet, a.steps, a.lr, a.warmup, a, rng, dev, "ctc")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(model, a.out, {"tag": "ctc-pretrained encoder", "steps": a.steps})
-    print(f"[ctc] wrote {a.out}")
+    if not a.shared_asr:
+        save_checkpoint(model, a.out, {"tag": "ctc-pretrained encoder", "steps": a.steps})
+        print(f"[ctc] wrote {a.out}")
     asr_encoder, asr_heads = encoder, heads
     if a.asr_steps:
         replies = assistant_sets(a, n_mels, alphabet)
         train = users + replies.get("train orig", []) + replies.get("train round trip", [])
-        asr_encoder, asr_heads = copy.deepcopy(encoder), grown(heads, len(alphabet))
+        asr_heads = grown(heads, len(alphabet))
+        asr_encoder = encoder if a.shared_asr else copy.deepcopy(encoder)
         print(f"[asr] {len(train)} train ({len(train) - len(users)} assistant), {len(alphabet)} symbols", flush=True)
         train_ctc(asr_encoder, asr_heads, train, alphabet, a.asr_steps, a.asr_lr, max(1, a.asr_steps // 10),
                   a, rng, dev, "asr")
+    if a.shared_asr:  # the model's encoder is the one after both phases
+        save_checkpoint(model, a.out, {"tag": "ctc-pretrained encoder", "steps": a.steps + a.asr_steps})
+        print(f"[ctc] wrote {a.out} ({a.steps} + {a.asr_steps} steps)")
     for name, items in replies.items():
         print(f"[asr] assistant replies, {name} ({len(items)}): {evaluate(asr_encoder, asr_heads, items, alphabet)}",
               flush=True)
