@@ -261,6 +261,9 @@ def parse_args(argv: list[str] | None):
                         "CTC head trains N more steps on users + replies and becomes the reply ASR")
     p.add_argument("--asr_lr", type=float, default=3e-3, help="peak learning rate of the --asr_steps")
     p.add_argument("--asr_out", default=None, help="write the encoder + CTC head as the reply ASR (reply_asr.py)")
+    p.add_argument("--asr_extra_steps", type=int, default=0,
+                   help="with --shared_asr: a copy of the encoder trains N more steps on users + replies "
+                        "(at half the --asr_lr) for the reply ASR only")
     p.add_argument("--shared_asr", action="store_true",
                    help="the --asr_steps train the model's encoder itself (no copy): --out is written after "
                         "both phases and the reply ASR is that encoder + its CTC head (the recipe's choice: "
@@ -307,6 +310,10 @@ def main(argv: list[str] | None = None) -> None:
     if a.shared_asr:  # the model's encoder is the one after both phases
         save_checkpoint(model, a.out, {"tag": "ctc-pretrained encoder", "steps": a.steps + a.asr_steps})
         print(f"[ctc] wrote {a.out} ({a.steps} + {a.asr_steps} steps)")
+        if a.asr_extra_steps:  # the reply ASR alone reads on: a copy, the model's encoder stays
+            asr_encoder = copy.deepcopy(encoder)
+            train_ctc(asr_encoder, asr_heads, train, alphabet, a.asr_extra_steps, a.asr_lr / 2,
+                      max(1, a.asr_extra_steps // 10), a, rng, dev, "asr+")
     for name, items in replies.items():
         print(f"[asr] assistant replies, {name} ({len(items)}): {evaluate(asr_encoder, asr_heads, items, alphabet)}",
               flush=True)
