@@ -153,17 +153,17 @@ def test_pretrain_encoder_trains_replies_and_writes_the_reply_asr(tmp_path, caps
     assert asr2.symbols == asr.symbols and asr2.ctc.out_features == len(asr.symbols) + 1
     assert not torch.equal(asr2.encoder.state_dict()["after_norm.weight"], alone["encoder.after_norm.weight"])
     # --shared_asr: the model's encoder is trained on through the reply phase and is the ASR's
-    log = run("shared", *replies_opts, "--asr_steps", "2", "--shared_asr", "--asr_out", str(tmp_path / "asr3.pt"))
+    log = run("joint", *replies_opts, "--asr_steps", "2", "--shared_asr", "--asr_out", str(tmp_path / "asr3.pt"))
     assert "wrote" in log and "(2 + 2 steps)" in log
-    shared, asr3 = torch.load(tmp_path / "shared.pt"), RA.ReplyAsr(tmp_path / "asr3.pt")
-    assert all(torch.equal(shared[f"encoder.{k}"], v) for k, v in asr3.encoder.state_dict().items())
-    assert not torch.equal(shared["encoder.after_norm.weight"], alone["encoder.after_norm.weight"])
+    joint, asr3 = torch.load(tmp_path / "joint.pt"), RA.ReplyAsr(tmp_path / "asr3.pt")
+    assert all(torch.equal(joint[f"encoder.{k}"], v) for k, v in asr3.encoder.state_dict().items())
+    assert not torch.equal(joint["encoder.after_norm.weight"], alone["encoder.after_norm.weight"])
     # + --asr_extra_steps: the same model encoder, the ASR reads on in a copy
     log = run("extra", *replies_opts, "--asr_steps", "2", "--shared_asr", "--asr_extra_steps", "2",
               "--asr_out", str(tmp_path / "asr4.pt"))
     assert "[asr+] step 2/2" in log
     extra, asr4 = torch.load(tmp_path / "extra.pt"), RA.ReplyAsr(tmp_path / "asr4.pt")
-    assert all(torch.equal(extra[k], shared[k]) for k in shared)
+    assert all(torch.equal(extra[k], joint[k]) for k in joint)
     assert not torch.equal(asr4.encoder.state_dict()["after_norm.weight"], extra["encoder.after_norm.weight"])
     with pytest.raises(SystemExit, match="need --assistant"):
         run("bad", "--asr_steps", "2")
