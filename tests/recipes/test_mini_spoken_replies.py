@@ -167,6 +167,8 @@ def test_pretrain_encoder_trains_replies_and_writes_the_reply_asr(tmp_path, caps
     assert not torch.equal(asr4.encoder.state_dict()["after_norm.weight"], extra["encoder.after_norm.weight"])
     with pytest.raises(SystemExit, match="need --assistant"):
         run("bad", "--asr_steps", "2")
+    with pytest.raises(SystemExit, match="continues a --shared_asr run"):
+        run("bad", *replies_opts, "--asr_steps", "2", "--asr_extra_steps", "2")
     bad = tmp_path / "nospoken.jsonl"
     bad.write_text(json.dumps(dict(replies[0], spoken="")) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="nospoken.jsonl:1 .r0.: no 'spoken'"):

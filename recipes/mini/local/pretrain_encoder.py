@@ -276,6 +276,8 @@ def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     if (a.codec or a.asr_steps) and not a.assistant:
         raise SystemExit("--codec and --asr_steps need --assistant (the replies to train)")
+    if a.asr_extra_steps and not (a.shared_asr and a.asr_steps):
+        raise SystemExit("--asr_extra_steps continues a --shared_asr run: give --shared_asr and --asr_steps N")
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
