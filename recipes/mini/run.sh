@@ -147,7 +147,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
     $python $local/pretrain_encoder.py --config $conf_dir/stage1_understanding.yaml \
       --utts "$data/train/utts.jsonl" --dev "$data/dev/utts.jsonl" --out "$exp/encoder_init.pt.tmp" \
       --assistant "$data/assistant.jsonl" --codec "$codec" --roundtrip_copies 3 --asr_steps "$asr_steps" \
-      --asr_out "$exp/reply_asr.pt" --shared_asr --asr_extra_steps "$asr_extra_steps" --steps "$enc_steps" \
+      --asr_out "$exp/reply_asr.pt" --shared_asr --asr_extra_steps "$(( asr_steps > 0 ? asr_extra_steps : 0 ))" --steps "$enc_steps" \
       --threads "$nj" "${common_overrides[@]}"
     mv "$exp/encoder_init.pt.tmp" "$exp/encoder_init.pt"
   fi
