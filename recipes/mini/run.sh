@@ -54,6 +54,9 @@ steps3=""
 harness_per_task=""         # understanding items per task (asr/gender/age/emotion) in stage 6
 harness_echat=""            # EChat-style items in stage 6
 harness_judge=""            # a local Hugging Face causal LM folder used as a second judge (optional)
+seed=""                     # training seed (encoder pre-training, every stage's model and data order;
+                            # empty: the defaults). The corpus stays the same: reruns with another
+                            # seed measure the run-to-run spread of training alone
 serve_host=127.0.0.1        # stage 7 (serve)
 serve_port=8000
 serve_opts=""               # more options of osum_echat.bin.serve, e.g. "--max_sessions 4 --vad energy"
@@ -116,6 +119,11 @@ fi
 
 vocab_size=$(cat "$tok/vocab_size" 2>/dev/null || echo 0)
 common_overrides=(text.tokenizer="$tok" model.llm.vocab_size="$vocab_size" text.think_style="$think_style")
+encoder_seed=()
+if [ -n "$seed" ]; then
+  common_overrides+=(train.seed="$seed" data.seed="$seed")
+  encoder_seed=(--seed "$seed")
+fi
 
 # train_stage NAME CONF STEPS INIT_CKPT [OVERRIDE...]: one training run on the lists
 # $lists/NAME.FAMILY.list -> $exp/NAME/final.pt
@@ -148,7 +156,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
       --utts "$data/train/utts.jsonl" --dev "$data/dev/utts.jsonl" --out "$exp/encoder_init.pt.tmp" \
       --assistant "$data/assistant.jsonl" --codec "$codec" --roundtrip_copies 3 --asr_steps "$asr_steps" \
       --asr_out "$exp/reply_asr.pt" --shared_asr --asr_extra_steps "$(( asr_steps > 0 ? asr_extra_steps : 0 ))" --steps "$enc_steps" \
-      --threads "$nj" "${common_overrides[@]}"
+      --threads "$nj" ${encoder_seed[@]+"${encoder_seed[@]}"} "${common_overrides[@]}"
     mv "$exp/encoder_init.pt.tmp" "$exp/encoder_init.pt"
   fi
   if [ ! -f "$exp/stage1_asr/.done" ]; then
