@@ -26,6 +26,22 @@ def _mel_filters(n_mels: int, device_str: str) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=8)
+def _mel_projection(n_mels: int, device_str: str) -> torch.Tensor:
+    """The filterbank as used for the projection: on the CPU a sparse CSR matrix (the Slaney
+    triangles cover at most 14 of the 201 bins each: 391 of 16,080 entries are non-zero, and the
+    product is ~6x cheaper than the dense one; equal to it within float rounding, ~1e-7
+    relative); dense elsewhere (accelerators gain nothing from it)."""
+    import warnings
+
+    fb = _mel_filters(n_mels, device_str)
+    if torch.device(device_str).type != "cpu":
+        return fb
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta": the product is plain
+        return fb.to_sparse_csr()
+
+
+@functools.lru_cache(maxsize=8)
 def _window(device_str: str) -> torch.Tensor:
     return torch.hann_window(N_FFT, device=device_str)
 
@@ -47,14 +63,15 @@ def log_mel_spectrogram(wav: torch.Tensor, n_mels: int = 80) -> torch.Tensor:
     wav = wav.float()
     dev = str(wav.device)
     spec = torch.stft(wav, N_FFT, HOP_LENGTH, window=_window(dev), return_complex=True)
-    # |X|^2 as re^2 + im^2 on the whole (frequency-contiguous) spectrum, then drop the last
-    # frame: several times cheaper than complex abs() ** 2 or a reduction over (re, im) pairs
+    # |X|^2 as re^2 + im^2 on the whole (frequency-contiguous) spectrum: several times
+    # cheaper than complex abs() ** 2 or a reduction over (re, im) pairs
     ri = torch.view_as_real(spec)
-    power = (ri[..., 0].square() + ri[..., 1].square())[..., :-1]
-    mel = _mel_filters(n_mels, dev) @ power
-    log_spec = torch.clamp(mel, min=1e-10).log10()
-    log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
-    return ((log_spec + 4.0) / 4.0).T.contiguous()
+    power = ri[..., 0].square() + ri[..., 1].square()
+    # the last frame is dropped after the projection (a contiguous operand is ~3x faster for
+    # the sparse product); the tail runs in place on the (n_mels, T) projection
+    log_spec = (_mel_projection(n_mels, dev) @ power)[:, :-1].clamp_(min=1e-10).log10_()
+    log_spec = log_spec.clamp_(min=log_spec.max() - 8.0)
+    return log_spec.add_(4.0).div_(4.0).T.contiguous()
 
 
 def log_mel_batch(wavs: torch.Tensor, lengths: torch.Tensor, n_mels: int = 80) -> tuple[torch.Tensor, torch.Tensor]:

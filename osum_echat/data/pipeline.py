@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from osum_echat.audio.augment import spec_aug, spec_sub
+from osum_echat.audio.augment import apply_plan, spec_aug_plan, spec_sub_plan
 from osum_echat.audio.features import HOP_LENGTH, N_FFT, log_mel_spectrogram
 from osum_echat.audio.io import AudioError, load_audio
 from osum_echat.audio.io import resample as resample_wav
@@ -229,23 +229,37 @@ def filter_audio(samples: Samples, ctx: StageContext) -> Samples:
         yield s
 
 
+def _compact_pcm(wav: torch.Tensor) -> torch.Tensor:
+    """The waveform as int16 PCM when that is exact (16-bit audio, not resampled: x * 32768 is
+    an integer in range), else as is: half the bytes in the shuffle buffer, through the worker
+    pipe and to the device; ``Batch.featurize`` divides by 32768 again (exact in float32)."""
+    q = wav * 32768.0
+    if bool(((q == q.round()) & (q >= -32768) & (q <= 32767)).all()):
+        return q.to(torch.int16)
+    return wav
+
+
 def features(samples: Samples, ctx: StageContext) -> Samples:
     """Whisper log-mel (T, 80) of every speech input, put into the SpeechIn segments in layout
     order (history turns, then the current turn); exact LLM length and the seq filter.
+    With ``data.features_on_device`` the segments keep the waveform and a stand-in of the
+    features' shape instead (the model computes them: ``Batch.featurize``).
     Reads: wav, history[].feats (waveforms). Writes: feats, segments, length; frees wav."""
     nb, f = ctx.cfg.num_mel_bins, ctx.cfg.filter
+    on_device = ctx.cfg.features_on_device and not ctx.light
     for s in samples:
         if s.spec.speech_in or s.history:
-            feats = []
+            feats, wavs = [], []
             for wav, n in [(h.feats, h.num_samples) for h in s.history] + (
                     [(s.wav, s.num_samples)] if s.spec.speech_in else []):
-                if wav is None:  # light mode: right shape, no memory
+                if wav is None or on_device:  # light mode / features on the device: right shape
                     feats.append(torch.zeros(1, nb).expand(n // HOP_LENGTH, nb))
                 else:
                     feats.append(log_mel_spectrogram(wav, nb))
+                wavs.append(_compact_pcm(wav) if on_device and wav is not None else None)
             slots = [i for i, g in enumerate(s.segments) if isinstance(g, SpeechInSegment)]
-            for i, fe in zip(slots, feats):
-                s.segments[i] = SpeechInSegment(fe)
+            for i, fe, wav in zip(slots, feats, wavs):
+                s.segments[i] = SpeechInSegment(fe, wav=wav)
             for h, fe in zip(s.history, feats):
                 h.feats = fe
             if s.spec.speech_in:
@@ -264,14 +278,19 @@ def augment(samples: Samples, ctx: StageContext) -> Samples:
     for s in samples:
         if ctx.train and not ctx.light and s.feats is not None and (a.spec_aug or a.spec_sub):
             rng = ctx.rng(s, "aug")
-            fe = s.feats
+            t_len, f_len = s.feats.shape
+            plan = []  # the random draws (same order as before: masks, then substitutions)
             if a.spec_aug:
-                fe = spec_aug(fe, rng, a.num_t_mask, a.num_f_mask, a.max_t, a.max_f)
+                plan.append(("aug", spec_aug_plan(t_len, f_len, rng, a.num_t_mask, a.num_f_mask, a.max_t, a.max_f)))
             if a.spec_sub:
-                fe = spec_sub(fe, rng, a.max_t_sub, a.num_t_sub)
+                plan.append(("sub", spec_sub_plan(t_len, rng, a.max_t_sub, a.num_t_sub)))
             idx = max(i for i, g in enumerate(s.segments) if isinstance(g, SpeechInSegment))
-            s.segments[idx] = SpeechInSegment(fe)
-            s.feats = fe
+            seg = s.segments[idx]
+            if seg.wav is not None:  # features on the device: the model applies the plan
+                s.segments[idx] = SpeechInSegment(seg.feats, wav=seg.wav, augment=tuple(plan))
+            else:
+                s.feats = apply_plan(s.feats, tuple(plan))
+                s.segments[idx] = SpeechInSegment(s.feats)
         yield s
 
 

@@ -48,9 +48,17 @@ class TextSegment:
 
 @dataclass
 class SpeechInSegment:
-    """User speech as log-mel features (T, 80); becomes [4097] adapter frames [4098]."""
+    """User speech as log-mel features (T, 80); becomes [4097] adapter frames [4098].
+
+    With features computed on the device (``data.features_on_device``) ``feats`` is a
+    zero-stride stand-in of the right shape, ``wav`` the 16 kHz waveform (T * 160 + r samples;
+    float32, or int16 PCM to be divided by 32768)
+    and ``augment`` the SpecAugment/SpecSub plan to apply to its features (``audio/augment.py``).
+    """
 
     feats: torch.Tensor
+    wav: torch.Tensor | None = None
+    augment: tuple | None = None
 
 
 @dataclass
@@ -89,6 +97,11 @@ class Batch:
     feats         (N, T, F)     zero-padded log-mel of every speech input, in layout order
     feats_lengths (N,)          valid frames
     audio_slots   (N, 3) long   (row, start, length) of each speech input's adapter frames
+    wavs          (N, S)        only with features computed on the device: zero-padded 16 kHz
+                                waveforms, float32 in [-1, 1] or int16 PCM (x 1/32768)
+                                (``feats`` is then (N, 0, F)); see :meth:`featurize`
+    wav_lengths   (N,) long     valid samples of ``wavs``
+    augment       N plans       SpecAugment/SpecSub plan per speech input (None: none)
     """
 
     input_ids: torch.Tensor
@@ -103,6 +116,37 @@ class Batch:
     families: list[str] = field(default_factory=list)
     # row and [start, end) of every example (for packing stats and per-example metrics)
     spans: list[tuple[int, int, int]] = field(default_factory=list)
+    wavs: torch.Tensor | None = None
+    wav_lengths: torch.Tensor | None = None
+    augment: list = field(default_factory=list)
+
+    def featurize(self) -> "Batch":
+        """The batch with ``feats`` computed from ``wavs`` on their device in one batched
+        log-mel call (``audio/features.py: log_mel_batch``; equal to the loader's features
+        within 1e-4), each speech input's augmentation plan applied; a batch that already has
+        features is returned as is."""
+        if self.wavs is None:
+            return self
+        from osum_echat.audio.augment import apply_plan
+        from osum_echat.audio.features import log_mel_batch
+
+        if self.wavs.shape[0] == 0:
+            feats = self.feats
+        else:
+            # float32 as in the loader, also inside a bf16/fp16 autocast region
+            with torch.no_grad(), torch.autocast(self.wavs.device.type, enabled=False):
+                wavs = self.wavs.float() / 32768.0 if self.wavs.dtype == torch.int16 else self.wavs
+                feats, frames = log_mel_batch(wavs, self.wav_lengths, n_mels=int(self.feats.shape[-1]))
+            if not torch.equal(frames.cpu(), self.feats_lengths.cpu()):
+                raise ValueError(f"waveforms give {frames.tolist()} frames, the batch has "
+                                 f"{self.feats_lengths.tolist()} (keys {self.keys})")
+            for j, plan in enumerate(self.augment):
+                if plan is not None:
+                    n = int(self.feats_lengths[j])
+                    feats[j, :n] = apply_plan(feats[j, :n], plan)
+        out = dict(self.__dict__)
+        out.update(feats=feats, wavs=None, wav_lengths=None, augment=[])
+        return Batch(**out)
 
     @property
     def num_examples(self) -> int:
@@ -137,7 +181,7 @@ class _Flat:
     ids: list[int]
     kinds: list[int]
     targets: list[int]  # class of the token *at* this position if supervised, else -100
-    audio: list[tuple[int, int, torch.Tensor]]  # (offset, length, feats)
+    audio: list[tuple[int, int, SpeechInSegment]]  # (offset, length, segment)
 
 
 def flatten_example(
@@ -148,7 +192,7 @@ def flatten_example(
     ids: list[int] = []
     kinds: list[int] = []
     targets: list[int] = []
-    audio: list[tuple[int, int, torch.Tensor]] = []
+    audio: list[tuple[int, int, SpeechInSegment]] = []
     for seg in ex.segments:
         if isinstance(seg, TextSegment):
             skip = set(seg.no_loss)
@@ -167,7 +211,7 @@ def flatten_example(
             ids.append(speech_bos)
             kinds.append(SPEECH)
             targets.append(IGNORE_ID)
-            audio.append((len(ids), n, seg.feats))
+            audio.append((len(ids), n, seg))
             ids.extend([0] * n)
             kinds.extend([AUDIO] * n)
             targets.extend([IGNORE_ID] * n)
@@ -238,7 +282,7 @@ def collate(
     kinds = np.zeros((b, width), dtype=np.uint8)
     labels = np.full((b, width), IGNORE_ID, dtype=np.int64)
     position_ids = np.zeros((b, width), dtype=np.int64)
-    feats_list: list[torch.Tensor] = []
+    speech_in: list[SpeechInSegment] = []
     slots: list[tuple[int, int, int]] = []
     spans: list[tuple[int, int, int]] = []
     keys, tasks, fams = [], [], []
@@ -253,7 +297,7 @@ def collate(
             position_ids[r, cur : cur + n] = np.arange(n)
             for off, length, fe in f.audio:
                 slots.append((r, cur + off, length))
-                feats_list.append(fe)
+                speech_in.append(fe)
             spans.append((r, cur, cur + n))
             keys.append(examples[i].key)
             tasks.append(examples[i].task)
@@ -261,12 +305,27 @@ def collate(
             cur += n
         if cur < width:  # padding tail: its own "sequence" so nothing real attends to it
             position_ids[r, cur:] = np.arange(width - cur)
-    if feats_list:
-        t_max = max(int(x.shape[0]) for x in feats_list)
-        feats = torch.zeros(len(feats_list), t_max, feats_list[0].shape[1])
-        for j, x in enumerate(feats_list):
-            feats[j, : x.shape[0]] = x
-        lens = torch.tensor([int(x.shape[0]) for x in feats_list], dtype=torch.long)
+    wavs = wav_lens = None
+    plans: list = []
+    on_device = [seg.wav is not None for seg in speech_in]
+    if any(on_device) and not all(on_device):
+        raise ValueError("a batch mixes speech inputs with features and with waveforms only")
+    if speech_in and all(on_device):  # features are computed on the device (Batch.featurize)
+        lens = torch.tensor([int(seg.feats.shape[0]) for seg in speech_in], dtype=torch.long)
+        feats = torch.zeros(len(speech_in), 0, speech_in[0].feats.shape[1])
+        wav_lens = torch.tensor([int(seg.wav.shape[0]) for seg in speech_in], dtype=torch.long)
+        pcm16 = all(seg.wav.dtype == torch.int16 for seg in speech_in)  # else float in [-1, 1]
+        wavs = torch.zeros(len(speech_in), int(wav_lens.max()), dtype=torch.int16 if pcm16 else torch.float32)
+        for j, seg in enumerate(speech_in):
+            w = seg.wav
+            wavs[j, : w.shape[0]] = w if pcm16 or w.dtype != torch.int16 else w.float() / 32768.0
+        plans = [seg.augment for seg in speech_in]
+    elif speech_in:
+        t_max = max(int(x.feats.shape[0]) for x in speech_in)
+        feats = torch.zeros(len(speech_in), t_max, speech_in[0].feats.shape[1])
+        for j, x in enumerate(speech_in):
+            feats[j, : x.feats.shape[0]] = x.feats
+        lens = torch.tensor([int(x.feats.shape[0]) for x in speech_in], dtype=torch.long)
     else:
         feats = torch.zeros(0, 0, 0)
         lens = torch.zeros(0, dtype=torch.long)
@@ -276,4 +335,5 @@ def collate(
         feats=feats, feats_lengths=lens,
         audio_slots=torch.tensor(slots, dtype=torch.long).reshape(-1, 3),
         keys=keys, tasks=tasks, families=fams, spans=spans,
+        wavs=wavs, wav_lengths=wav_lens, augment=plans,
     )

@@ -157,6 +157,8 @@ class OsumEChat(nn.Module):
         if speech.any():
             emb = emb.index_put(torch.nonzero(speech, as_tuple=True), self.speech_token_emded(ids[speech]).to(dtype))
         if batch.audio_slots.numel():
+            if batch.wavs is not None:  # data.features_on_device: log-mel here, in one call
+                batch = batch.to(ids.device).featurize()
             x, lengths = self.embed_speech(batch.feats.to(ids.device), batch.feats_lengths.to(ids.device))
             slots = batch.audio_slots.to(ids.device)
             if not torch.equal(lengths, slots[:, 2]):

@@ -74,6 +74,11 @@ def run_loader(cfg: DataConfig, lists: dict, tok, train: bool = False, limit: in
 def same_batch(a, b) -> bool:
     import torch
 
+    def same_or_none(x, y) -> bool:
+        return (x is None and y is None) or (x is not None and y is not None and torch.equal(x, y))
+
     return (a.keys == b.keys and a.tasks == b.tasks and torch.equal(a.input_ids, b.input_ids)
             and torch.equal(a.labels, b.labels) and torch.equal(a.kinds, b.kinds)
-            and torch.equal(a.feats, b.feats) and torch.equal(a.audio_slots, b.audio_slots))
+            and torch.equal(a.feats, b.feats) and torch.equal(a.audio_slots, b.audio_slots)
+            and same_or_none(a.wavs, b.wavs) and same_or_none(a.wav_lengths, b.wav_lengths)
+            and a.augment == b.augment)

@@ -55,10 +55,10 @@ def _take(loader, n):
     return out
 
 
-@pytest.mark.parametrize("workers,cut", [(0, 7), (2, 5)])
-def test_resume_equals_uninterrupted(family_lists, tiny_tok, workers, cut):
+@pytest.mark.parametrize("workers,cut,on_device", [(0, 7, False), (2, 5, False), (0, 6, True)])
+def test_resume_equals_uninterrupted(family_lists, tiny_tok, workers, cut, on_device):
     total = 16
-    cfg = _cfg(num_workers=workers)
+    cfg = _cfg(num_workers=workers, features_on_device=on_device)
     ref = _take(build_loader(cfg, family_lists, tiny_tok), total)
     first = build_loader(cfg, family_lists, tiny_tok)
     head = _take(first, cut)
@@ -71,6 +71,8 @@ def test_resume_equals_uninterrupted(family_lists, tiny_tok, workers, cut):
     assert len(got) == len(ref) == total
     for i, (a, b) in enumerate(zip(ref, got)):
         assert same_batch(a, b), f"batch {i} differs"
+        if a.audio_slots.numel():
+            assert (a.wavs is not None) == on_device
     epochs = [f["epoch"] for c in resumed.state_dict()["workers"].values() for f in c["families"].values()]
     assert max(epochs) >= 1  # the run crossed an epoch boundary of at least one family
     mid = [f["batches"] for c in state["workers"].values() for f in c["families"].values()]

@@ -12,9 +12,15 @@ loader per pass; one untimed warm-up pass, then ``--passes`` timed passes (from 
 ``next()`` to the end of the stream). Prints one JSON object.
 
     python tools/bench/loader.py [--passes 3] [--workers 0,1,2] [--threads N] [--stages] [--fake DIR]
+                                 [--stream K] [--features_on_device]
 
 ``--fake DIR``: read ``DIR/shard/shards_000000000.tar`` (any upstream-format folder) instead of
-generating one.
+generating one. ``--stream K``: also one loader over K passes' worth of the list (K x 240
+utterances), timed as a whole: the steady state of a training run, whose workers live for the
+whole stream (a fresh loader per 240-utterance pass pays the workers' start and the shuffle
+buffer's drain every pass). ``--features_on_device``: the loader yields waveforms
+(``data.features_on_device``); the JSON adds what ``Batch.featurize`` (the model's side) costs
+per utterance when the device is this CPU.
 """
 
 from __future__ import annotations
@@ -69,6 +75,33 @@ def _pass(cfg: DataConfig, lst: str, tok) -> dict:
     return {"time_s": dt, "cpu_s": _cpu_s() - c0, "ttfb_s": first, "utts": utts, "batches": batches, "audio_s": frames / 100,
             "positions": positions,
             "drops": drops}
+
+
+def _stream(cfg: DataConfig, lst: str, tok) -> dict:
+    """One loader over the whole (long) list: utterances per second and per CPU-second."""
+    r = _pass(cfg, lst, tok)
+    return {"utts": r["utts"], "time_s": round(r["time_s"], 3), "utt_per_s": round(r["utts"] / r["time_s"], 1),
+            "cpu_s": round(r["cpu_s"], 3), "utt_per_cpu_s": round(r["utts"] / r["cpu_s"], 1),
+            "drops": r["drops"]}
+
+
+def _featurize_cost(cfg: DataConfig, lst: str, tok, reps: int = 3) -> dict:
+    """ms per utterance of ``Batch.featurize`` (log-mel of the batch in one call + the
+    augmentation plans) on this CPU, minimum over ``reps`` passes of the loader's batches."""
+    import torch
+
+    batches = list(build_loader(cfg, {"s2s": lst}, tok, text_vocab_size=151936, train=True))
+    n = sum(b.num_examples for b in batches)
+    best = float("inf")
+    outer = torch.get_num_threads()
+    torch.set_num_threads(cfg.pipeline_threads or outer)
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for b in batches:
+            b.featurize()
+        best = min(best, time.perf_counter() - t0)
+    torch.set_num_threads(outer)
+    return {"featurize_ms_per_utt_min": round(best / n * 1000, 3), "utts": n}
 
 
 def _cpu_s() -> float:
@@ -133,6 +166,9 @@ def main() -> None:
     p.add_argument("--fake", default=None, help="an upstream-format folder (default: generate one)")
     p.add_argument("--stages", action="store_true", help="also time each stage separately")
     p.add_argument("--threads", type=int, default=0, help="torch threads of the main process (0 = default)")
+    p.add_argument("--stream", type=int, default=0, help="K > 0: also one loader over K passes' worth")
+    p.add_argument("--features_on_device", action="store_true",
+                   help="the loader yields waveforms; the model computes the features (data.features_on_device)")
     a = p.parse_args()
     if a.threads:
         import torch
@@ -149,13 +185,21 @@ def main() -> None:
         lst = os.path.join(tmp, "list.txt")
         with open(lst, "w") as f:
             f.writelines(f"-|{t}\n" for t in tars * 2)  # multi_num 2
+        long_lst = os.path.join(tmp, "list_stream.txt")
+        with open(long_lst, "w") as f:
+            f.writelines(f"-|{t}\n" for t in tars * 2 * max(1, a.stream))
         tok, tok_name = _tokenizer()
-        results = {}
-        for w in [int(x) for x in a.workers.split(",")]:
+        results, stream = {}, {}
+
+        def config(w: int) -> DataConfig:
             cfg = DataConfig(num_workers=w, prefetch_factor=50 if w else 4, on_exhaust="drop",
-                             drop_log_interval=0)
+                             drop_log_interval=0, features_on_device=a.features_on_device)
             cfg.batch.max_tokens_in_batch = 2220  # upstream s2s-think cap 0.6 x 3700 -> pairs
             cfg.batch.batch_size = 0
+            return cfg
+
+        for w in [int(x) for x in a.workers.split(",")]:
+            cfg = config(w)
             _pass(cfg, lst, tok)  # warm-up (first-call costs, like upstream's "warm" rows)
             runs = [_pass(cfg, lst, tok) for _ in range(a.passes)]
             times = [r["time_s"] for r in runs]
@@ -173,6 +217,9 @@ def main() -> None:
                 "cpu_s_per_pass_median": round(statistics.median(r["cpu_s"] for r in runs), 3),
                 "utt_per_cpu_s_median": round(runs[0]["utts"] / statistics.median(r["cpu_s"] for r in runs), 1),
             }
+        if a.stream:
+            for w in [int(x) for x in a.workers.split(",")]:
+                stream[f"workers_{w}"] = _stream(config(w), long_lst, tok)
         import torch
 
         out = {"bench": "loader",
@@ -180,7 +227,12 @@ def main() -> None:
                         if not a.fake else f"{a.fake}/shard x12 x2"),
                "tokenizer": tok_name, "torch_threads": torch.get_num_threads(),
                "load_avg_1min": os.getloadavg()[0],
+               "features_on_device": a.features_on_device,
                "upstream_utt_per_s_warm_single_process": 184.4, "results": results}
+        if stream:
+            out["stream"] = {"passes": a.stream, **stream}
+        if a.features_on_device:
+            out["model_side_featurize"] = _featurize_cost(config(0), lst, tok)
         if a.stages:
             out["stages_single_process"] = _stage_breakdown(tars[0], tok)
         print(json.dumps(out, indent=1))
