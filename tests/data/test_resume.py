@@ -149,3 +149,22 @@ def test_pipeline_threads_in_main_process(family_lists, tiny_tok, monkeypatch):
         assert set(seen) == {3}
     finally:
         torch.set_num_threads(outer)
+
+
+def test_worker_result_pipe_is_widened(family_lists, tiny_tok, monkeypatch):
+    """With workers, the result pipe holds a whole batch (1 MB instead of Linux's 64 KB)."""
+    import fcntl
+
+    from osum_echat.data import loader as loader_mod
+
+    try:
+        limit = int(open("/proc/sys/fs/pipe-max-size").read())
+    except OSError:
+        pytest.skip("no /proc/sys/fs/pipe-max-size (not Linux)")
+    if limit < loader_mod.RESULT_PIPE_BYTES or not hasattr(fcntl, "F_SETPIPE_SZ"):
+        pytest.skip("pipes cannot grow to 1 MB here")
+    sizes = []
+    real = loader_mod._widen_result_pipe
+    monkeypatch.setattr(loader_mod, "_widen_result_pipe", lambda it: sizes.append(real(it)) or sizes[-1])
+    got = _take(build_loader(_cfg(num_workers=1), family_lists, tiny_tok), 3)
+    assert len(got) == 3 and sizes == [loader_mod.RESULT_PIPE_BYTES]
