@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -124,35 +124,52 @@ class Renderer:
         return rng.choice(items) if items else None
 
     # -- labels -------------------------------------------------------------------------
-    def label(self, text: str) -> tuple[list[int], tuple[int, ...]]:
+    def label(self, text: str, no_loss_spans: Sequence[tuple[int, int]] = ()
+              ) -> tuple[list[int], tuple[int, ...]]:
         """Supervised ids of ``text`` + the answer end (``<|im_end|>``, or ``<|endoftext|>`` in
         plain style) and the positions that carry no loss:
-        the tokens strictly inside the ``<`` ``>`` of every ``<&&>`` (found from the token
-        character offsets, so the ids are exactly those of tokenising the whole text)."""
-        ids, no_loss = self._encode_with_holes(text)
+        the tokens strictly inside the ``<`` ``>`` of every ``<&&>`` and the tokens inside the
+        character ranges ``[a, b)`` of ``no_loss_spans`` (a given think, :meth:`given_think_span`),
+        found from the token character offsets, so the ids are exactly those of tokenising the
+        whole text."""
+        ids, no_loss = self._encode_with_holes(text, tuple(no_loss_spans))
         return ids + [self.text_end], no_loss
 
-    def _encode_with_holes(self, text: str) -> tuple[list[int], tuple[int, ...]]:
-        if P.UNKNOWN_TAG not in text:
-            return self.encode(text), ()
-        spans = []
+    def _encode_with_holes(self, text: str, extra_spans: tuple[tuple[int, int], ...] = ()
+                           ) -> tuple[list[int], tuple[int, ...]]:
+        spans = [(a, b) for a, b in extra_spans if b > a]
         pos = text.find(P.UNKNOWN_TAG)
         while pos != -1:
             spans.append((pos + 1, pos + len(P.UNKNOWN_TAG) - 1))
             pos = text.find(P.UNKNOWN_TAG, pos + 1)
+        if not spans:
+            return self.encode(text), ()
         if self._fast:
             enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
             ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
         else:  # slow tokenizers have no offsets: tokenise piecewise (ids may differ slightly)
+            cuts = {0, len(text)} | {p for span in extra_spans for p in span if 0 < p < len(text)}
             ids, offsets, cur = [], [], 0
             for piece in _split_keep(text, P.UNKNOWN_TAG):
-                for i in self.encode(piece):
-                    ids.append(i)
-                    offsets.append((cur, cur + len(piece)))
+                inner = sorted(c - cur for c in cuts if cur < c < cur + len(piece))
+                for a, b in zip([0] + inner, inner + [len(piece)]):
+                    for i in self.encode(piece[a:b]):
+                        ids.append(i)
+                        offsets.append((cur + a, cur + b))
                 cur += len(piece)
         holes = tuple(j for j, (a, b) in enumerate(offsets)
                       if b > a and any(lo <= a and b <= hi for lo, hi in spans))
         return ids, holes
+
+    @staticmethod
+    def given_think_span(text: str) -> tuple[tuple[int, int], ...]:
+        """The character range of the think inside ``<think>..<think end>`` of a label text
+        (empty when it has none): the span of a think that is given, not learnt
+        (``extra.think_loss: false``; docs/data.md). The think markers keep their loss."""
+        start, end = text.find(P.THINK_OPEN), text.find(P.THINK_CLOSE)
+        if start < 0 or end < start:
+            return ()
+        return ((start + len(P.THINK_OPEN), end),)
 
     def answer_text(self, text: str, chat: bool) -> str:
         """Language style: drop a leading emotion tag of a chat answer; tag style: keep it

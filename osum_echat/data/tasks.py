@@ -99,7 +99,7 @@ class TaskSpec:
             segs.append(TextSegment(list(r.assistant_start)))
         if not with_target:
             return segs
-        ids, holes = r.label(text)
+        ids, holes = r.label(text, r.given_think_span(text) if self.think_given(sample) else ())
         codes = self.codes(sample, r) if self.speech_out else []
         if self.streaming:
             segs += interleave(ids, holes, codes, *r.streaming_chunks)
@@ -121,6 +121,18 @@ class TaskSpec:
         if explicit:
             return str(explicit)
         return r.instruction(self.name, rng)
+
+    def think_given(self, sample: Sample) -> bool:
+        """``extra.think_loss: false`` on a think task (our extension): the think is given, not
+        learnt; its tokens carry no loss and the answer after it does (e.g. a think whose
+        attributes were changed on purpose, with the answer that follows from them: it teaches
+        the answer to follow its think without teaching the think anything wrong)."""
+        if not self.think:
+            return False
+        flag = sample.extra.get("think_loss", True)
+        if isinstance(flag, str):
+            flag = flag.strip().lower() not in ("false", "0", "no")
+        return not flag
 
     def label_text(self, sample: Sample, r: Renderer, rng: random.Random) -> str:
         """The normalised supervised text (think prefix included); never empty."""

@@ -141,6 +141,52 @@ def test_language_think(rend):
     assert e.value.reason == "missing_think"
 
 
+@pytest.mark.parametrize("task", ["<S2TCHAT> <THINKER>", "<S2TCHAT> <TEXT2TOKEN> <THINK>"])
+@pytest.mark.parametrize("flag", [False, "false"])
+def test_given_think_has_no_loss(tiny_tokenizer, task, flag):
+    """extra.think_loss false: the think's tokens carry no loss, the markers and the answer do
+    (a tokenizer with the think markers as tokens, like the mini recipe's)."""
+    rend = build_renderer(data_cfg(), tiny_tokenizer)
+    spec = get_spec(task)
+    learnt = spec.build(_sample(task), rend, random.Random(0))
+    given = spec.build(_sample(task, think_loss=flag), rend, random.Random(0))
+    (lt,), (gt,) = [[g for g in segs if isinstance(g, TextSegment) and g.supervised] for segs in (learnt, given)]
+    assert gt.ids == lt.ids and lt.no_loss == ()
+    assert rend.tok.decode([gt.ids[h] for h in gt.no_loss]) == "用户很开心"
+    free = set(gt.no_loss)
+    kept = rend.tok.decode([i for j, i in enumerate(gt.ids) if j not in free])
+    assert kept.startswith("<think><think end>") and "那真是太好了" in kept
+    assert spec.think_given(_sample(task, think_loss=flag)) and not spec.think_given(_sample(task))
+    assert not spec.think_given(_sample(task, think_loss=True))
+    from osum_echat.model.batch import Example
+
+    nb = [collate([Example(segs)], text_vocab_size=len(rend.tok)).num_targets for segs in (learnt, given)]
+    assert nb[0] - nb[1] == len(gt.no_loss) > 0
+
+
+def test_given_think_ignored_without_think(rend):
+    spec = get_spec("<S2TCHAT>")
+    assert not spec.think_given(_sample("<S2TCHAT>", think_loss=False))
+    segs = spec.build(_sample("<S2TCHAT>", think_loss=False), rend, random.Random(0))
+    assert all(g.no_loss == () for g in segs if isinstance(g, TextSegment))
+
+
+def test_given_think_span_slow_path(tiny_tokenizer):
+    """Without offsets (a slow tokenizer) the span's pieces are tokenised apart."""
+    rend = build_renderer(data_cfg(), tiny_tokenizer)
+    text = "<think>abc def<think end>xyz"
+    span = Renderer.given_think_span(text)
+    assert span == ((7, 14),)
+    fast = rend._fast
+    try:
+        rend._fast = False
+        ids, holes = rend.label(text, span)
+    finally:
+        rend._fast = fast
+    assert rend.tok.decode([ids[h] for h in holes]) == "abc def"
+    assert Renderer.given_think_span("no think here") == ()
+
+
 def test_tag_think_template(tiny_tok):
     cfg = data_cfg()
     r = build_renderer(cfg, tiny_tok, think_style="tag")
