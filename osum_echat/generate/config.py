@@ -36,6 +36,10 @@ class SamplingConfig:
     repetition_penalty: float = 1.0  # HF semantics, over the ids of the current phase
     max_new_tokens: int = 2000  # text + speech ids generated (upstream MaxTokenStopper 2000)
     age_forcing: bool = False  # tag-think age slot forcing; upstream: S2S only
+    # Speech codes per text token of the answer at most (the reply generated before the speech,
+    # or the TTS input); at the limit the closing boundary is forced. 0 = off (upstream: off; the
+    # CosyVoice LLM bounds its speech the same way, max_token_text_ratio 20)
+    max_speech_per_text: float = 0.0
 
     def validate(self) -> None:
         if self.temperature <= 0 and not self.greedy:
@@ -44,6 +48,8 @@ class SamplingConfig:
             raise ValueError("top_p must be in (0, 1]")
         if self.top_k < 0 or self.max_new_tokens < 1 or self.repetition_penalty <= 0:
             raise ValueError("top_k >= 0, max_new_tokens >= 1 and repetition_penalty > 0 required")
+        if self.max_speech_per_text < 0:
+            raise ValueError("max_speech_per_text must be >= 0 (0 = off)")
 
 
 @dataclass

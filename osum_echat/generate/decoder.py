@@ -57,6 +57,7 @@ class Request:
     key: str = ""
     seed: Optional[int] = None
     text_end: Optional[int] = None  # id that ends the text answer (None: <|im_end|>)
+    text_tokens: int = 0  # TTS: tokens of the input text (the policy's max_speech_per_text)
 
 
 @dataclass
@@ -152,12 +153,26 @@ class Decoder:
                                         p.repetition_penalty)
             if s.boundaries == 0 and self.cfg.force_speech_boundary:
                 logits = only(logits, self.boundary)
+            elif s.boundaries > 0 and self._speech_full(s):
+                logits = only(logits, self.boundary)
             elif self.cfg.ngram_block.enable:
                 codes = [c for c in s.speech_ids if c != self.boundary]
                 logits = ban(logits, ngram_banned(codes, self.cfg.ngram_block, self.boundary))
         for proc in extra:
             logits = proc(s, logits)
         return logits
+
+    def _speech_full(self, s: RowState) -> bool:
+        """The row has as many speech codes as ``policy.max_speech_per_text`` allows for its text:
+        the text tokens generated before the speech (think included, end id not), else (TTS)
+        ``Request.text_tokens``."""
+        ratio = s.req.policy.max_speech_per_text
+        if ratio <= 0:
+            return False
+        text = max(len(s.text_ids) - 1, 0) or s.req.text_tokens
+        # the opening boundary is in speech_ids unless the prompt carried it (TTS)
+        codes = len(s.speech_ids) - s.boundaries + int(s.req.start_in_speech)
+        return text > 0 and codes >= ratio * text
 
     def text_end(self, req: Request) -> int:
         return self.ids.im_end if req.text_end is None else req.text_end

@@ -213,6 +213,34 @@ def test_ngram_blocker_in_decoding(tiny_tokenizer, wav):
     assert longest_run(codes_on) <= cfg.repeat_times and len(set(codes_on)) > 1
 
 
+def test_speech_per_text_limit(tiny_tokenizer, wav, force_im_end):
+    """policy.max_speech_per_text: the speech closes after ratio x text tokens (the S2S reply's
+    tokens, or the TTS input's), however much the model wants to go on."""
+    base = GREEDY + ["generate.max_new_tokens=60"]
+
+    def no_end(state, logits):  # the model never closes its speech by itself
+        if state.phase == SPEECH and state.boundaries >= 1:
+            logits = logits.clone()
+            logits[4096] = -1e9
+        return logits
+
+    free = make_bot(tiny_tokenizer, base)
+    capped = make_bot(tiny_tokenizer, base + ["generate.s2s.max_speech_per_text=4",
+                                              "generate.tts.max_speech_per_text=2"])
+    r = free.s2s(wav, processors=[force_im_end, no_end])
+    assert r.stop_reason == "max_tokens" and len(r.speech_codes) > 8
+    r = capped.s2s(wav, processors=[force_im_end, no_end])
+    assert len(r.text_ids) == 3  # force_im_end: 3 reply tokens, then <|im_end|>
+    assert r.stop_reason == "speech_end" and len(r.speech_codes) == 4 * 3
+    text = "hello world, how are you today?"
+    n_text = len(capped.renderer.encode(text))
+    t = capped.speak(text, processors=[no_end])
+    assert t.stop_reason == "speech_end" and len(t.speech_codes) == 2 * n_text
+    assert len(free.speak(text, processors=[no_end]).speech_codes) > 2 * n_text
+    with pytest.raises(ValueError, match="max_speech_per_text"):
+        make_bot(tiny_tokenizer, ["generate.tts.max_speech_per_text=-1"])
+
+
 def test_batched_equals_one_by_one(gbot, wav, force_im_end):
     samples = [gbot.sample("s2s", wav[:12000], key="a"), gbot.sample("asr", wav, key="b"),
                gbot.sample("tts", text="hello world, how are you today?", key="c"),
