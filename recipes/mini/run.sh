@@ -54,6 +54,8 @@ steps3=""
 harness_per_task=""         # understanding items per task (asr/gender/age/emotion) in stage 6
 harness_echat=""            # EChat-style items in stage 6
 harness_judge=""            # a local Hugging Face causal LM folder used as a second judge (optional)
+think_following=false       # true: stage 3 also trains the think-following copies (think_following.py;
+                            # an experiment, README); takes effect when stage 1 writes the lists
 seed=""                     # training seed (encoder pre-training, every stage's model and data order;
                             # empty: the defaults). The corpus stays the same: reruns with another
                             # seed measure the run-to-run spread of training alone
@@ -91,6 +93,10 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && done_or_run "$data/.stage0.d
     exit 1
   fi
   $python $local/make_corpus.py --out_dir "$data" --nj "$nj" "${corpus_opts[@]}"
+  # think-following copies of the speaker-dependent think records (used by stage 3 with
+  # --think_following true): the think names another emotion / age group, the reply follows
+  # it, the think itself carries no loss
+  $python $local/think_following.py --data_dir "$data"
   # ASR utterances as shards, and a combine relabel of the same tars (<TRANSCRIBE> <GENDER>)
   $python common_utils/make_shards.py --raw "$data/train/asr.jsonl" --out_dir "$data/shards" \
     --num_per_tar 500 --nj "$nj"
@@ -103,13 +109,15 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && done_or_run "$data/.stage1.d
   $python $local/train_tokenizer.py --data_dir "$data" --out_dir "$tok" --vocab_size "$bpe_vocab"
   $python $local/mini_codec.py train --list "$data/assistant.jsonl" --out "$codec" --k "$codec_codes"
   pairs=()
-  for f in train/t2s train/s2s train/s2sthink dev/s2s dev/s2sthink test/tasks/s2s test/tasks/s2sthink; do
+  for f in train/t2s train/s2s train/s2sthink train/s2sthink_cf dev/s2s dev/s2sthink test/tasks/s2s test/tasks/s2sthink; do
     pairs+=("$data/$f.nocodes.jsonl:$data/$f.jsonl")
   done
   $python $local/mini_codec.py encode --codec "$codec" "${pairs[@]}" \
     "$data/test/t2s.nocodes.jsonl:$data/test/tasks/tts.jsonl"
   mkdir -p "$lists"
-  $python $local/write_data_yamls.py --data_dir "$data" --out_dir "$lists"
+  yaml_opts=()
+  if [ "$think_following" = true ]; then yaml_opts=(--think_following); fi
+  $python $local/write_data_yamls.py --data_dir "$data" --out_dir "$lists" ${yaml_opts[@]+"${yaml_opts[@]}"}
   for s in 1_asr 1 2 3; do
     $python common_utils/expand_data_lists.py "$lists/stage$s.yaml" "$lists/stage$s" --seed 777
   done

@@ -83,3 +83,72 @@ def test_age_effects_change_the_audio(corpus, tmp_path):
         return float(spec[(f > 4.5) & (f < 5.5)].mean() / spec[(f > 0.5) & (f < 12)].mean())
 
     assert modulation(V.AGE_EFFECTS["old"]) > 2 * modulation([])
+
+
+def test_think_following_copies(corpus, tmp_path):
+    """think_following.py: a speaker-dependent think record gets a copy whose think names another
+    value of the attribute the reply depends on, the reply (and its audio) that follow from it,
+    and a think that carries no loss; fixed replies get none."""
+    import json
+    import random
+
+    V, M = corpus
+    F = importlib.import_module("think_following")
+    assets = tmp_path / "wav" / "assistant"
+    assets.mkdir(parents=True)
+    recs = []
+    for qa_label, emo, age in (("你好吗", "sad", "child"), ("what should i eat", "happy", "old"),
+                               ("现在几点", "neutral", "adult")):
+        lang = "en" if qa_label.isascii() else "zh"
+        qa = [q for q, _ in V.questions(lang)].index(qa_label)
+        u = dict(key=f"u{len(recs)}", wav="/w/u.wav", lang=lang, txt=qa_label, qa=qa, gender="female",
+                 age=age, emotion=emo)
+        replies = {f"ans_{lang}_{qa:02d}_{v}": {"wav": str(assets / f"ans_{lang}_{qa:02d}_{v}.wav")}
+                   for v in ("fixed", *V.EMOTION_PROSODY, *V.AGE_PROSODY)}
+        s2t, s2s = M.chat_records(u, replies)
+        recs.append((s2t[1], s2s[1]))
+    rng = random.Random(0)
+    for think, s2s in recs[:2]:
+        for rec in (think, s2s):
+            cf = F.counterfactual(rec, rng)
+            ex, old = cf["extra"], rec["extra"]
+            assert cf["key"] == rec["key"] + "-cf" and cf["task"] == rec["task"] and ex["think_loss"] is False
+            dep = old["depends"]
+            slot = "q_emotion" if dep == "emotion" else "age"
+            assert ex[slot] != old[slot] and ex["counterfactual"] == {"attribute": dep, "speaker": old[slot]}
+            other = "age" if slot == "q_emotion" else "q_emotion"
+            assert ex[other] == old[other] and ex["gender"] == old["gender"]
+            names = {**{t: k for k, t in V.EMOTION_TAG.items()}, **{t: k for k, t in V.AGE_TAG.items()}}
+            lang = "en" if old["question"].isascii() else "zh"
+            qa = [q for q, _ in V.questions(lang)].index(old["question"])
+            _, label, _, variant = M.answer_of(lang, qa, names[ex["q_emotion"]], names[ex["age"]])
+            assert cf["txt"] == label != rec["txt"]  # the reply follows the changed think
+            assert ex["think_str"] == old["question"] + ex["age"] + ex["gender"] + ex["q_emotion"]
+            if "answer_wav" in old:
+                assert ex["answer_wav"].endswith(f"ans_{lang}_{qa:02d}_{variant}.wav")
+    assert F.counterfactual(recs[2][0], rng) is None  # the reply is fixed: nothing to follow
+    # the CLI writes both lists; a reply without audio is refused
+    train = tmp_path / "data" / "train"
+    train.mkdir(parents=True)
+    for name, col in (("think.jsonl", 0), ("s2sthink.nocodes.jsonl", 1)):
+        (train / name).write_text("".join(json.dumps(r[col], ensure_ascii=False) + "\n" for r in recs))
+    with pytest.raises(SystemExit, match="no reply audio"):
+        F.main(["--data_dir", str(tmp_path / "data")])
+    for v in ("fixed", *V.EMOTION_PROSODY, *V.AGE_PROSODY):
+        for lang in ("en", "zh"):
+            for qa in range(len(V.questions(lang))):
+                (assets / f"ans_{lang}_{qa:02d}_{v}.wav").touch()
+    F.main(["--data_dir", str(tmp_path / "data")])
+    for name in ("think_cf.jsonl", "s2sthink_cf.nocodes.jsonl"):
+        lines = (train / name).read_text().splitlines()
+        assert len(lines) == 2 and all(json.loads(x)["extra"]["think_loss"] is False for x in lines)
+
+
+def test_think_following_is_opt_in(corpus, tmp_path):
+    """write_data_yamls.py adds the think-following copies to stage 3 only when asked."""
+    W = importlib.import_module("write_data_yamls")
+    plain, with_cf = W.stage_entries(tmp_path), W.stage_entries(tmp_path, think_following=True)
+    assert "think_following" not in plain["3"] and plain["2"] == with_cf["2"]
+    assert with_cf["3"]["think_following"]["path"].endswith("train/think_cf.jsonl")
+    assert with_cf["3"]["s2s_think_following"]["family"] == "s2s"
+    assert {k: v for k, v in with_cf["3"].items() if "following" not in k} == plain["3"]

@@ -37,8 +37,10 @@ def corpus_texts(data_dir: Path) -> list[str]:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 rec = json.loads(line)
-                texts.append(rec.get("txt", ""))
                 extra = rec.get("extra") or {}
+                if "counterfactual" in extra:  # think-following copies: the same strings again
+                    continue
+                texts.append(rec.get("txt", ""))
                 texts += [str(extra[k]) for k in ("think_str", "question") if k in extra]
     texts += list(P.SYSTEM_PROMPTS.values()) * 300  # every example starts with one: merge them
     with open(ROOT / "conf/prompts/understanding.yaml", encoding="utf-8") as f:

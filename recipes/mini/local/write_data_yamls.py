@@ -4,8 +4,9 @@
 
 stage 1, ASR warm-up:    ASR shards, the gender combine relabel (<TRANSCRIBE> <GENDER>)
 stage 1 (understanding): ASR shards x2, the combine, tag records; text chat
-stage 2 (generation):    + spoken chat (<S2TCHAT>) x4, TTS, S2S; ASR x2, tag records x0.5
-stage 3 (empathy):       + think chat (<S2TCHAT> <THINKER>), S2S with think
+stage 2 (generation):    + spoken chat (<S2TCHAT>) x4, TTS, S2S; ASR x2, tag records replayed
+stage 3 (empathy):       + think chat (<S2TCHAT> <THINKER>), S2S with think (--think_following:
+                         + their think-following copies, think_cf.jsonl and s2sthink_cf.jsonl)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import yaml
 
 
-def stage_entries(d: Path) -> dict[str, dict[str, dict]]:
+def stage_entries(d: Path, think_following: bool = False) -> dict[str, dict[str, dict]]:
     def e(path: Path, family: str, weight: float = 1) -> dict:
         return {"path": str(path), "weight": weight, "family": family}
 
@@ -35,6 +36,13 @@ def stage_entries(d: Path) -> dict[str, dict[str, dict]]:
     # followed the think's emotion in 40-60 % of the replies that depend on it; README)
     s3 = {**s2, "think_chat": e(d / "train/think.jsonl", "s2t", 6),
           "s2s_think": e(d / "train/s2sthink.jsonl", "s2s", 2)}
+    # opt-in (run.sh --think_following true): think-following copies (think_following.py: the
+    # think names another emotion / age group, the reply follows it, the think carries no loss),
+    # as many as the real speaker-dependent think examples; in three stage-3 seeds they did not
+    # make S2S+think beat S2S on the speaker-dependent replies (README)
+    if think_following:
+        s3.update(think_following=e(d / "train/think_cf.jsonl", "s2t", 6),
+                  s2s_think_following=e(d / "train/s2sthink_cf.jsonl", "s2s", 2))
     return {"1_asr": s1a, "1": s1, "2": s2, "3": s3}
 
 
@@ -42,10 +50,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_dir", required=True)
     p.add_argument("--out_dir", required=True)
+    p.add_argument("--think_following", action="store_true",
+                   help="stage 3 adds train/think_cf.jsonl and train/s2sthink_cf.jsonl (think_following.py)")
     a = p.parse_args()
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for n, entries in stage_entries(Path(a.data_dir).resolve()).items():
+    for n, entries in stage_entries(Path(a.data_dir).resolve(), a.think_following).items():
         with open(out / f"stage{n}.yaml", "w", encoding="utf-8") as f:
             yaml.safe_dump(entries, f, sort_keys=False)
 

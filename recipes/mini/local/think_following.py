@@ -1,0 +1,97 @@
+"""Think-following records for stage 3: the reply must follow what its think says.
+
+    python recipes/mini/local/think_following.py --data_dir DATA [--seed 11]
+
+Reads ``DATA/train/think.jsonl`` (``<S2TCHAT> <THINKER>``) and ``DATA/train/s2sthink.nocodes.jsonl``
+(``<S2TCHAT> <TEXT2TOKEN> <THINK>``). For every record whose reply depends on the speaker
+(``extra.depends`` emotion or age), it writes one copy whose think names another value of that
+attribute (drawn at random), with the reply that follows from the changed think (and, for S2S,
+that reply's audio as ``extra.answer_wav``), and ``extra.think_loss: false``: the think is
+given, not learnt (its tokens carry no loss, the reply does), so the copy teaches the reply to
+follow its think without teaching the think a wrong attribute. ``extra.age`` / ``q_emotion``
+describe the changed think (the tag think style builds its template from them);
+``extra.counterfactual`` keeps the attribute and the speaker's real value.
+Outputs: ``DATA/train/think_cf.jsonl`` and ``DATA/train/s2sthink_cf.nocodes.jsonl`` (stage 1
+of run.sh adds the speech codes like for the other S2S lists).
+
+Why: on the replies that depend on the speaker, the think named the right emotion or age group
+more often than the plain S2S reply chose the right one, but the reply after it did not always
+follow it (recipes/mini/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import vocab as V  # noqa: E402
+from make_corpus import answer_of, write_jsonl  # noqa: E402
+
+ATTRIBUTE_KEY = {"emotion": ("q_emotion", V.EMOTION_TAG), "age": ("age", V.AGE_TAG)}
+
+
+def question_index(question: str) -> tuple[str, int]:
+    """(language, qa index) of a question label."""
+    for lang in ("en", "zh"):
+        labels = [q for q, _ in V.questions(lang)]
+        if question in labels:
+            return lang, labels.index(question)
+    raise ValueError(f"unknown question {question!r} (regenerate the corpus)")
+
+
+def counterfactual(rec: dict, rng: random.Random) -> dict | None:
+    """The think-following copy of one think / S2S+think record (None: reply fixed)."""
+    extra = rec.get("extra") or {}
+    dep = extra.get("depends", "none")
+    if dep not in ATTRIBUTE_KEY:
+        return None
+    key, tags = ATTRIBUTE_KEY[dep]
+    names = {v: k for k, v in tags.items()}
+    lang, qa = question_index(extra["question"])
+    real = names[extra[key]]
+    other = rng.choice([v for v in tags if v != real])
+    emotion = {v: k for k, v in V.EMOTION_TAG.items()}[extra["q_emotion"]]
+    age = {v: k for k, v in V.AGE_TAG.items()}[extra["age"]]
+    if dep == "emotion":
+        emotion = other
+    else:
+        age = other
+    gender = {v: k for k, v in V.GENDER_TAG.items()}[extra["gender"]]
+    _, label, _, variant = answer_of(lang, qa, emotion, age)
+    new_extra = dict(extra, think_str=V.think_string(lang, age, gender, emotion, extra["question"]),
+                     age=V.AGE_TAG[age], q_emotion=V.EMOTION_TAG[emotion], think_loss=False,
+                     counterfactual={"attribute": dep, "speaker": extra[key]})
+    if "answer_wav" in extra:
+        new_extra["answer_wav"] = str(Path(extra["answer_wav"]).parent / f"ans_{lang}_{qa:02d}_{variant}.wav")
+    return dict(rec, key=rec["key"] + "-cf", txt=label, extra=new_extra)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data_dir", required=True)
+    p.add_argument("--seed", type=int, default=11)
+    a = p.parse_args(argv)
+    rng = random.Random(a.seed)
+    train = Path(a.data_dir) / "train"
+    for src, dst in (("think.jsonl", "think_cf.jsonl"), ("s2sthink.nocodes.jsonl", "s2sthink_cf.nocodes.jsonl")):
+        out = [c for r in read_jsonl(train / src) if (c := counterfactual(r, rng)) is not None]
+        for r in out:
+            wav = r["extra"].get("answer_wav")
+            if wav and not Path(wav).is_file():
+                raise SystemExit(f"{r['key']}: no reply audio {wav} (regenerate the corpus)")
+        write_jsonl(train / dst, out)
+        print(f"[think_following] {len(out)} records -> {train / dst}")
+
+
+if __name__ == "__main__":
+    main()
