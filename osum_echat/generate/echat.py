@@ -90,10 +90,13 @@ def build_request(sample: Sample, renderer: Renderer, cfg: GenerateConfig, rng: 
         raise ValueError(f"{spec.name}: interleaved streaming generation is not supported "
                          "(no upstream decoder; use the non-streaming task)")
     segs = spec.build(sample, renderer, rng, with_target=False)
-    # the TTS input's length bounds its speech (policy.max_speech_per_text); the label text is
-    # what build() put into the prompt (no rng use for a TTS label)
-    text_tokens = len(renderer.encode(spec.label_text(sample, renderer, random.Random(0)))) if spec.text_input else 0
-    return Request(segs, cfg.policy(policy_name(spec)), speech_out=spec.speech_out and not spec.text_input,
+    policy = cfg.policy(policy_name(spec))
+    text_tokens = 0
+    if spec.text_input and policy.max_speech_per_text > 0:
+        # the TTS input's length bounds its speech: the label text build() put into the prompt
+        # (a TTS label draws nothing from the rng)
+        text_tokens = len(renderer.encode(spec.label_text(sample, renderer, random.Random(0))))
+    return Request(segs, policy, speech_out=spec.speech_out and not spec.text_input,
                    start_in_speech=spec.text_input and spec.speech_out, key=sample.key,
                    text_end=renderer.text_end, text_tokens=text_tokens)
 

@@ -152,3 +152,23 @@ def test_think_following_is_opt_in(corpus, tmp_path):
     assert with_cf["3"]["think_following"]["path"].endswith("train/think_cf.jsonl")
     assert with_cf["3"]["s2s_think_following"]["family"] == "s2s"
     assert {k: v for k, v in with_cf["3"].items() if "following" not in k} == plain["3"]
+
+
+def test_tokenizer_ignores_think_following_copies(corpus, tmp_path):
+    """The copies repeat the corpus's strings; the tokenizer's training text is the same with or
+    without them (so --think_following does not change the tokenizer)."""
+    import json
+
+    T = importlib.import_module("train_tokenizer")
+    train = tmp_path / "train"
+    train.mkdir()
+    rec = {"key": "a-think", "txt": "<开心>great good morning to you",
+           "extra": {"think_str": "good morning<ADULT><MALE><HAPPY>", "question": "good morning"}}
+    (train / "think.jsonl").write_text(json.dumps(rec, ensure_ascii=False) + "\n")
+    before = T.corpus_texts(tmp_path)
+    assert "good morning<ADULT><MALE><HAPPY>" in before
+    cf = dict(rec, key="a-think-cf", txt="<安慰鼓励>cheer up good morning to you",
+              extra=dict(rec["extra"], think_str="good morning<ADULT><MALE><SAD>", think_loss=False,
+                         counterfactual={"attribute": "emotion", "speaker": "<HAPPY>"}))
+    (train / "think_cf.jsonl").write_text(json.dumps(cf, ensure_ascii=False) + "\n")
+    assert T.corpus_texts(tmp_path) == before
