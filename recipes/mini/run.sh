@@ -54,8 +54,9 @@ steps3=""
 harness_per_task=""         # understanding items per task (asr/gender/age/emotion) in stage 6
 harness_echat=""            # EChat-style items in stage 6
 harness_judge=""            # a local Hugging Face causal LM folder used as a second judge (optional)
-think_following=false       # true: stage 3 also trains the think-following copies (think_following.py;
-                            # an experiment, README); takes effect when stage 1 writes the lists
+think_following=false       # true: stage 1 writes the think-following copies (think_following.py) and
+                            # stage 3 trains them too (an experiment, README); takes effect when
+                            # stage 1 runs (delete $data/.stage1.done to redo it)
 seed=""                     # training seed (encoder pre-training, every stage's model and data order;
                             # empty: the defaults). The corpus stays the same: reruns with another
                             # seed measure the run-to-run spread of training alone
@@ -93,10 +94,6 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && done_or_run "$data/.stage0.d
     exit 1
   fi
   $python $local/make_corpus.py --out_dir "$data" --nj "$nj" "${corpus_opts[@]}"
-  # think-following copies of the speaker-dependent think records (used by stage 3 with
-  # --think_following true): the think names another emotion / age group, the reply follows
-  # it, the think itself carries no loss
-  $python $local/think_following.py --data_dir "$data"
   # ASR utterances as shards, and a combine relabel of the same tars (<TRANSCRIBE> <GENDER>)
   $python common_utils/make_shards.py --raw "$data/train/asr.jsonl" --out_dir "$data/shards" \
     --num_per_tar 500 --nj "$nj"
@@ -109,7 +106,14 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && done_or_run "$data/.stage1.d
   $python $local/train_tokenizer.py --data_dir "$data" --out_dir "$tok" --vocab_size "$bpe_vocab"
   $python $local/mini_codec.py train --list "$data/assistant.jsonl" --out "$codec" --k "$codec_codes"
   pairs=()
-  for f in train/t2s train/s2s train/s2sthink train/s2sthink_cf dev/s2s dev/s2sthink test/tasks/s2s test/tasks/s2sthink; do
+  cf=()
+  if [ "$think_following" = true ]; then
+    # think-following copies of the speaker-dependent think records (stage 3): the think names
+    # another emotion / age group, the reply follows it, the think itself carries no loss
+    $python $local/think_following.py --data_dir "$data"
+    cf=(train/s2sthink_cf)
+  fi
+  for f in train/t2s train/s2s train/s2sthink ${cf[@]+"${cf[@]}"} dev/s2s dev/s2sthink test/tasks/s2s test/tasks/s2sthink; do
     pairs+=("$data/$f.nocodes.jsonl:$data/$f.jsonl")
   done
   $python $local/mini_codec.py encode --codec "$codec" "${pairs[@]}" \
