@@ -46,7 +46,7 @@ eval_tasks=asr,gender,age,emotion,chat,think,t2t,s2s,s2sthink,tts
 untrained_tasks=asr,gender         # the untrained baseline (it scores 0 % on every tag task)
 enc_steps=""                # CTC encoder pre-training steps (empty: quick / full default)
 asr_steps=""                # more steps of it on users + assistant replies: the model's encoder and the reply ASR
-asr_extra_steps=""          # then a copy reads on for the reply ASR only
+asr_extra_steps=""          # then a copy reads on for the reply ASR only (default 0: the model's encoder gets every step)
 steps1a=""                  # stage-1 ASR warm-up steps
 steps1=""                   # training steps per stage (empty: the stage YAML / quick defaults)
 steps2=""
@@ -67,11 +67,11 @@ serve_opts=""               # more options of osum_echat.bin.serve, e.g. "--max_
 if [ "$stage" = serve ]; then stage=7; stop_stage=7; fi
 
 if [ "$quick" = true ]; then
-  mode=quick; corpus_opts=(--quick); : "${eval_max_speech:=10}" "${enc_steps:=60}" "${asr_steps:=20}" "${asr_extra_steps:=10}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
+  mode=quick; corpus_opts=(--quick); : "${eval_max_speech:=10}" "${enc_steps:=120}" "${asr_steps:=60}" "${asr_extra_steps:=0}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
   stage1_opts=(train.warmup_steps=10)  # the stage-1 YAML warms up over 60 steps
   : "${harness_per_task:=3}" "${harness_echat:=6}"
 else
-  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=450}" "${asr_steps:=350}" "${asr_extra_steps:=200}" "${steps1a:=450}" "${steps1:=850}" "${steps2:=600}" "${steps3:=400}"
+  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=900}" "${asr_steps:=600}" "${asr_extra_steps:=0}" "${steps1a:=450}" "${steps1:=850}" "${steps2:=600}" "${steps3:=400}"
   : "${harness_per_task:=40}" "${harness_echat:=30}"
   stage1_opts=()
 fi
