@@ -243,9 +243,10 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--dev", required=True, help="dev utts.jsonl (unseen voices)")
     p.add_argument("--out", required=True, help="full model checkpoint to write")
     p.add_argument("--steps", type=int, default=600)
-    # half the batch of 12,000 frames, twice the updates for ~10 % more time: the CTC curve leaves
-    # its blank plateau sooner and the seed matters less (dev CER after ~200 s: 16 % instead of
-    # 24.7 % with the default seed, 25-32 % instead of 48.7 % with seed 2; recipes/mini/README.md)
+    # half the former 12,000 frames: twice the updates over the same frames for ~10 % more time,
+    # and the CTC curve leaves its blank plateau sooner (dev CER after 900 half batches against
+    # 450 full ones: 16.1 against 24.7 % with the default seed, 17.7 against 48.7 % with seed 2;
+    # recipes/mini/README.md, round 4)
     p.add_argument("--max_frames", type=int, default=6000, help="padded log-mel frames per batch")
     # 500 steps, dev CER: 2e-3 26.1 %, 4e-3 20.0 %, 6e-3 15.1 %, 1e-2 16.9 % (recipes/mini/README.md)
     p.add_argument("--lr", type=float, default=6e-3)
