@@ -85,19 +85,18 @@ def read_utts(path: str, n_mels: int, alphabet: dict[str, int] | None, attribute
     return out
 
 
-def round_trip(items: list, codec_path: str, n_mels: int, copies: int) -> list:
+def round_trip(items: list, codec_path: str, n_mels: int, copies: int, seed: int = 0, workers: int = 1) -> list:
     """``copies`` codec round trips (encode, decode: codebook mel + Griffin-Lim from a random
-    phase, so copies differ) of each item's wav, as new items with the same text."""
-    from mini_codec import MiniCodec, load_wav
+    phase, so copies differ) of each item's wav, as new items with the same text. Each decode has
+    its own phase seed (from ``seed``; ``workers`` decoding processes), and the model's
+    initialisation is left as it was."""
+    from mini_codec import MiniCodec, decode_many, load_wav
 
     codec = MiniCodec.load(codec_path)
-    out = []
-    with torch.random.fork_rng():  # the random phases leave the model's initialisation as it was
-        for feats, chars, attrs, wav in items:
-            codes = codec.encode(load_wav(wav))
-            for _ in range(copies):
-                out.append((features_from_wav(codec.decode(codes), n_mels), chars, attrs, wav))
-    return out
+    codes = [codec.encode(load_wav(wav)) for _, _, _, wav in items]
+    jobs = [(i, c) for i, c in enumerate(codes) for _ in range(copies)]
+    wavs = decode_many(codec_path, [c for _, c in jobs], [seed * 1_000_003 + k for k in range(len(jobs))], workers)
+    return [(features_from_wav(w, n_mels), *items[i][1:]) for (i, _), w in zip(jobs, wavs)]
 
 
 def batches(data: list, max_frames: int, rng: random.Random):
@@ -186,8 +185,9 @@ def assistant_sets(a, n_mels: int, alphabet: dict[str, int]) -> dict[str, list]:
     held = [it for i, it in enumerate(items) if k and i % k == 0]
     sets = {"train orig": [it for i, it in enumerate(items) if not (k and i % k == 0)], "held-out orig": held}
     if a.codec:
-        sets["train round trip"] = round_trip(sets["train orig"], a.codec, n_mels, a.roundtrip_copies)
-        sets["held-out round trip"] = round_trip(held, a.codec, n_mels, 1)
+        workers = max(1, a.threads)  # decoding processes (Griffin-Lim gains little from torch threads)
+        sets["train round trip"] = round_trip(sets["train orig"], a.codec, n_mels, a.roundtrip_copies, a.seed, workers)
+        sets["held-out round trip"] = round_trip(held, a.codec, n_mels, 1, a.seed + 1, workers)
     return {k: v for k, v in sets.items() if v}
 
 
