@@ -47,13 +47,19 @@ untrained_tasks=asr,gender         # the untrained baseline (it scores 0 % on ev
 enc_steps=""                # CTC encoder pre-training steps (empty: quick / full default)
 asr_steps=""                # more steps of it on users + assistant replies: the model's encoder and the reply ASR
 asr_extra_steps=""          # then a copy reads on for the reply ASR only (default 0: the model's encoder gets every step)
+roundtrip_copies=3          # codec round trips of each reply in those steps (Griffin-Lim from a random phase: each
+                            # copy differs; 6-8 halve the reply ASR's ceiling, README round 5, at ~20-35 s more)
 steps1a=""                  # stage-1 ASR warm-up steps
+warmup_adapter_lr=0.1       # the adapter's learning-rate scale in the warm-up (as in the stages after it; 0.3 took
+                            # off sooner but lost the voice: gender 88 %, age 39 % in run 12, README round 5)
 steps1=""                   # training steps per stage (empty: the stage YAML / quick defaults)
 steps2=""
 steps3=""
 harness_per_task=""         # understanding items per task (asr/gender/age/emotion) in stage 6
 harness_echat=""            # EChat-style items in stage 6
 harness_judge=""            # a local Hugging Face causal LM folder used as a second judge (optional)
+digit_weight=0              # > 0: the random digit strings of the ASR set listed again this many times from the
+                            # stage-1 mixture on (an experiment, README round 5); takes effect when stage 1 runs
 think_following=false       # true: stage 1 writes the think-following copies (think_following.py) and
                             # stage 3 trains them too (an experiment, README); takes effect when
                             # stage 1 runs (delete $data/.stage1.done to redo it)
@@ -121,6 +127,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && done_or_run "$data/.stage1.d
   mkdir -p "$lists"
   yaml_opts=()
   if [ "$think_following" = true ]; then yaml_opts=(--think_following); fi
+  yaml_opts+=(--digit_weight "$digit_weight")
   $python $local/write_data_yamls.py --data_dir "$data" --out_dir "$lists" ${yaml_opts[@]+"${yaml_opts[@]}"}
   for s in 1_asr 1 2 3; do
     $python common_utils/expand_data_lists.py "$lists/stage$s.yaml" "$lists/stage$s" --seed 777
@@ -161,12 +168,12 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
   if [ ! -f "$exp/encoder_init.pt" ]; then
     log "stage 2: encoder pre-training (CTC + gender/age/emotion heads), $enc_steps steps; reply ASR, $asr_steps more"
     # then encoder + CTC head train $asr_steps more steps on the users and the assistant's replies
-    # (+ 3 codec round trips of each): the model's encoder (frozen from here on) and, with its CTC
+    # (+ $roundtrip_copies codec round trips of each): the model's encoder (frozen from here on) and, with its CTC
     # head, the reply ASR that scores the spoken replies in stage 5 (reply_asr.py; it shares the
     # encoder with the model, not the LLM that makes the replies)
     $python $local/pretrain_encoder.py --config $conf_dir/stage1_understanding.yaml \
       --utts "$data/train/utts.jsonl" --dev "$data/dev/utts.jsonl" --out "$exp/encoder_init.pt.tmp" \
-      --assistant "$data/assistant.jsonl" --codec "$codec" --roundtrip_copies 3 --asr_steps "$asr_steps" \
+      --assistant "$data/assistant.jsonl" --codec "$codec" --roundtrip_copies "$roundtrip_copies" --asr_steps "$asr_steps" \
       --asr_out "$exp/reply_asr.pt" --shared_asr --asr_extra_steps "$(( asr_steps > 0 ? asr_extra_steps : 0 ))" --steps "$enc_steps" \
       --threads "$nj" ${encoder_seed[@]+"${encoder_seed[@]}"} "${common_overrides[@]}"
     mv "$exp/encoder_init.pt.tmp" "$exp/encoder_init.pt"
@@ -174,7 +181,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
   if [ ! -f "$exp/stage1_asr/.done" ]; then
     log "stage 2: training stage 1, ASR warm-up (shards + gender combine), $steps1a steps, from the pre-trained encoder"
     train_stage stage1_asr $conf_dir/stage1_understanding.yaml "$steps1a" "$exp/encoder_init.pt" \
-      ${stage1_opts[@]+"${stage1_opts[@]}"}
+      ${stage1_opts[@]+"${stage1_opts[@]}"} train.lr_scale.adapter="$warmup_adapter_lr"
   fi
   log "stage 2: training stage 1 (understanding), $steps1 steps, from the ASR warm-up"
   train_stage stage1 $conf_dir/stage1_understanding.yaml "$steps1" "$exp/stage1_asr/final.pt" \

@@ -85,6 +85,19 @@ def test_age_effects_change_the_audio(corpus, tmp_path):
     assert modulation(V.AGE_EFFECTS["old"]) > 2 * modulation([])
 
 
+@pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None, reason="needs espeak-ng and sox")
+def test_synthesis_is_repeatable(corpus, tmp_path):
+    """Two syntheses of one utterance write the same bytes (sox's dither is seeded), so a fresh
+    corpus, and with it a training run of a given seed, is the same from one clone to the next."""
+    _, M = corpus
+    job = (M.espeak_args("en", "m3", 50, 0.8), "four six two", None, ["tremolo", "5", "85"])
+    paths = [str(tmp_path / f"{i}.wav") for i in range(2)]
+    for p in paths:
+        M.synth((job[0], job[1], p, job[3]))
+    a, b = (Path(p).read_bytes() for p in paths)
+    assert len(a) > 1000 and a == b
+
+
 def test_think_following_copies(corpus, tmp_path):
     """think_following.py: a speaker-dependent think record gets a copy whose think names another
     value of the attribute the reply depends on, the reply (and its audio) that follow from it,
@@ -172,3 +185,41 @@ def test_tokenizer_ignores_think_following_copies(corpus, tmp_path):
                          counterfactual={"attribute": "emotion", "speaker": "<HAPPY>"}))
     (train / "think_cf.jsonl").write_text(json.dumps(cf, ensure_ascii=False) + "\n")
     assert T.corpus_texts(tmp_path) == before
+
+
+def test_digit_strings_are_found_and_replayed(corpus, tmp_path):
+    """write_data_yamls.py lists the random digit strings of train/asr.jsonl (both languages, no
+    command or number phrase) and, when asked (--digit_weight W), weights them x W from the stage-1
+    mixture on (not in the warm-up)."""
+    import json
+    import random
+
+    V, _ = corpus
+    W = importlib.import_module("write_data_yamls")
+    rng = random.Random(0)
+    labels = [V.random_sentence(lang, rng)[0] for lang in ("en", "zh") for _ in range(300)]
+    digits = [s for s in labels if V.is_digit_string(s)]
+    assert 0.15 < len(digits) / len(labels) < 0.35  # the 25 % digit-string share of random_sentence
+    assert not any(V.is_digit_string(s) for s in ("turn to channel five", "定时五分钟", "one two", "四六二一三五",
+                                                   "ten one two", "what time is it"))
+    assert V.is_digit_string("zero four nine") and V.is_digit_string("零四九")
+    train = tmp_path / "data" / "train"
+    train.mkdir(parents=True)
+    recs = [{"key": f"u{i}-asr", "wav": f"/w/u{i}.wav", "task": "<TRANSCRIBE>", "txt": s} for i, s in enumerate(labels)]
+    (train / "asr.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    assert W.write_digit_strings(tmp_path / "data", lists) == len(digits)
+    kept = [json.loads(x) for x in (lists / W.DIGITS).read_text().splitlines()]
+    assert [r["txt"] for r in kept] == digits and all(r["task"] == "<TRANSCRIBE>" for r in kept)
+    assert all("asr_digits" not in v for v in W.stage_entries(tmp_path / "data", lists=lists).values())
+    entries = W.stage_entries(tmp_path / "data", lists=lists, digit_weight=3)
+    assert "asr_digits" not in entries["1_asr"]
+    for stage in ("1", "2", "3"):
+        assert entries[stage]["asr_digits"] == {"path": str(lists / W.DIGITS), "weight": 3, "family": "s2t"}
+    (train / "asr.jsonl").write_text(json.dumps(recs[0] | {"txt": "open the door"}) + "\n")
+    with pytest.raises(SystemExit, match="no digit-string"):
+        W.write_digit_strings(tmp_path / "data", lists)
+    (train / "asr.jsonl").write_text("{not json\n")
+    with pytest.raises(SystemExit, match=r"asr.jsonl:1"):
+        W.write_digit_strings(tmp_path / "data", lists)

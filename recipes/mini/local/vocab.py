@@ -11,6 +11,7 @@ EN_NUM = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
           "eighteen", "nineteen", "twenty"]
 ZH_DIGIT = [("零", "ling2"), ("一", "yi1"), ("二", "er4"), ("三", "san1"), ("四", "si4"),
             ("五", "wu3"), ("六", "liu4"), ("七", "qi1"), ("八", "ba1"), ("九", "jiu3")]
+ZH_DIGIT_CHARS = "".join(c for c, _ in ZH_DIGIT)
 
 
 def zh_num(n: int) -> tuple[str, str]:
@@ -148,6 +149,16 @@ def random_sentence(lang: str, rng: random.Random) -> tuple[str, str]:
         return f"换到{c}频道", f"huan4 dao4 {p} pin2 dao4"
     ds = [ZH_DIGIT[rng.randint(0, 9)] for _ in range(rng.randint(3, 5))]
     return "".join(c for c, _ in ds), " ".join(p for _, p in ds)
+
+
+def is_digit_string(label: str) -> bool:
+    """Whether a label is one of the random 3-5 digit strings of :func:`random_sentence`
+    (``"four six two"``, ``"四六二"``): the ASR items the LLM can only read, never guess."""
+    en = label.split()
+    if 3 <= len(en) <= 5 and all(w in EN_NUM[:10] for w in en):
+        return True
+    zh = label.replace(" ", "")
+    return 3 <= len(zh) <= 5 and all(c in ZH_DIGIT_CHARS for c in zh)
 
 
 def questions(lang: str) -> list[tuple[str, str]]:

@@ -3,8 +3,10 @@
     python recipes/mini/local/write_data_yamls.py --data_dir DATA --out_dir DATA/lists
 
 stage 1, ASR warm-up:    ASR shards, the gender combine relabel (<TRANSCRIBE> <GENDER>)
-stage 1 (understanding): ASR shards x2, the combine, tag records; text chat
-stage 2 (generation):    + spoken chat (<S2TCHAT>) x4, TTS, S2S; ASR x2, tag records replayed
+stage 1 (understanding): ASR shards x2, the combine, tag records; text chat (--digit_weight W: + the
+                         digit strings x W, OUT_DIR/asr_digits.jsonl, written here)
+stage 2 (generation):    + spoken chat (<S2TCHAT>) x4, TTS, S2S; ASR x2 (+ the digit strings x W),
+                         tag records replayed
 stage 3 (empathy):       + think chat (<S2TCHAT> <THINKER>), S2S with think (--think_following:
                          + their think-following copies, think_cf.jsonl and s2sthink_cf.jsonl)
 """
@@ -12,24 +14,63 @@ stage 3 (empathy):       + think chat (<S2TCHAT> <THINKER>), S2S with think (--t
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vocab import is_digit_string  # noqa: E402
 
-def stage_entries(d: Path, think_following: bool = False) -> dict[str, dict[str, dict]]:
+DIGITS = "asr_digits.jsonl"  # in the lists folder: the digit-string records of train/asr.jsonl
+
+
+def write_digit_strings(data_dir: Path, out_dir: Path) -> int:
+    """OUT_DIR/asr_digits.jsonl: the ASR records of train/asr.jsonl whose label is a random digit
+    string (``vocab.is_digit_string``); returns their number. The LLM reads those or fails (it
+    cannot guess them from a closed vocabulary): they were 15 % of the ASR utterances and 62-65 %
+    of the model's ASR errors (README, round 5)."""
+    src = data_dir / "train/asr.jsonl"
+    if not src.is_file():
+        raise SystemExit(f"{src}: missing (run stage 0 first)")
+    keep = []
+    with open(src, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                label = json.loads(line)["txt"]
+            except (ValueError, KeyError, TypeError) as err:
+                raise SystemExit(f"{src}:{n}: not an ASR record with a 'txt' label ({err})") from err
+            if is_digit_string(label):
+                keep.append(line if line.endswith("\n") else line + "\n")
+    if not keep:
+        raise SystemExit(f"{src}: no digit-string utterances (regenerate the corpus)")
+    (out_dir / DIGITS).write_text("".join(keep), encoding="utf-8")
+    return len(keep)
+
+
+def stage_entries(d: Path, think_following: bool = False, lists: Path | None = None,
+                  digit_weight: float = 0) -> dict[str, dict[str, dict]]:
+    """{stage: {name: {path, weight, family}}} of DATA_DIR ``d``; ``lists`` is the folder of
+    asr_digits.jsonl (default d/lists), listed with ``digit_weight`` > 0."""
     def e(path: Path, family: str, weight: float = 1) -> dict:
         return {"path": str(path), "weight": weight, "family": family}
 
+    # opt-in (--digit_weight W): the digit strings x W from the stage-1 mixture on; the LLM read
+    # them at 54-63 % CER (the CTC encoder under it at 17 %); x 3 in stage 1 of one model: 13.9 ->
+    # 13.0 % CER. Not in the warm-up: there they delayed the LLM's take-off (README, round 5)
+    digits = {"asr_digits": e((lists or d / "lists") / DIGITS, "s2t", digit_weight)} if digit_weight > 0 else {}
     s1a = {"asr_shards": e(d / "shards/shards_list.txt", "s2t"),
            "gender_relabel": e(d / "gender_combine/combines_list.txt", "s2t")}
-    s1 = {**s1a, "asr_shards": e(d / "shards/shards_list.txt", "s2t", 2), "tags": e(d / "train/s2t.jsonl", "s2t"),
-          "text_chat": e(d / "train/t2t.jsonl", "t2t", 5)}
+    s1 = {**s1a, "asr_shards": e(d / "shards/shards_list.txt", "s2t", 2), **digits,
+          "tags": e(d / "train/s2t.jsonl", "s2t"), "text_chat": e(d / "train/t2t.jsonl", "t2t", 5)}
     # stages 2-3 replay ASR twice (with stage 1's proportions the held-out CER rose from 35 % to
-    # 54 % over stages 2-3) and the tag records (at half weight, age fell to chance over the
-    # longer stages 2-3; README, "What limits the tiny model")
+    # 54 % over stages 2-3), the digit strings and the tag records (at half weight, age fell to
+    # chance over the longer stages 2-3; README, "What limits the tiny model")
     replay = {"asr_shards": e(d / "shards/shards_list.txt", "s2t", 2), "gender_relabel": s1a["gender_relabel"],
-              "tags": e(d / "train/s2t.jsonl", "s2t", 1), "text_chat": s1["text_chat"]}
+              **digits, "tags": e(d / "train/s2t.jsonl", "s2t", 1), "text_chat": s1["text_chat"]}
     s2 = {**replay, "spoken_chat": e(d / "train/chat.jsonl", "s2t", 4),
           "tts": e(d / "train/t2s.jsonl", "t2s"), "s2s": e(d / "train/s2s.jsonl", "s2s")}
     # think-heavy: with think chat x2 and S2S+think x1 the reply ignored its own think (it
@@ -52,10 +93,18 @@ def main() -> None:
     p.add_argument("--out_dir", required=True)
     p.add_argument("--think_following", action="store_true",
                    help="stage 3 adds train/think_cf.jsonl and train/s2sthink_cf.jsonl (think_following.py)")
+    p.add_argument("--digit_weight", type=float, default=0,
+                   help="list the random digit strings of train/asr.jsonl again, this many times, from the "
+                        "stage-1 mixture on (0: not at all; an experiment, README round 5)")
     a = p.parse_args()
-    out = Path(a.out_dir)
+    out = Path(a.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for n, entries in stage_entries(Path(a.data_dir).resolve(), a.think_following).items():
+    data = Path(a.data_dir).resolve()
+    if a.digit_weight < 0:
+        raise SystemExit(f"--digit_weight {a.digit_weight}: must be >= 0")
+    if a.digit_weight > 0:
+        print(f"{write_digit_strings(data, out)} digit-string utterances -> {out / DIGITS} (x {a.digit_weight})")
+    for n, entries in stage_entries(data, a.think_following, out, a.digit_weight).items():
         with open(out / f"stage{n}.yaml", "w", encoding="utf-8") as f:
             yaml.safe_dump(entries, f, sort_keys=False)
 
