@@ -67,7 +67,7 @@ def stage_entries(d: Path, think_following: bool = False, lists: Path | None = N
     s1 = {**s1a, "asr_shards": e(d / "shards/shards_list.txt", "s2t", 2), **digits,
           "tags": e(d / "train/s2t.jsonl", "s2t"), "text_chat": e(d / "train/t2t.jsonl", "t2t", 5)}
     # stages 2-3 replay ASR twice (with stage 1's proportions the held-out CER rose from 35 % to
-    # 54 % over stages 2-3), the digit strings and the tag records (at half weight, age fell to
+    # 54 % over stages 2-3), the digit strings (with --digit_weight) and the tag records (at half weight, age fell to
     # chance over the longer stages 2-3; README, "What limits the tiny model")
     replay = {"asr_shards": e(d / "shards/shards_list.txt", "s2t", 2), "gender_relabel": s1a["gender_relabel"],
               **digits, "tags": e(d / "train/s2t.jsonl", "s2t", 1), "text_chat": s1["text_chat"]}
