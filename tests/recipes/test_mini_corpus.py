@@ -223,3 +223,6 @@ def test_digit_strings_are_found_and_replayed(corpus, tmp_path):
     (train / "asr.jsonl").write_text("{not json\n")
     with pytest.raises(SystemExit, match=r"asr.jsonl:1"):
         W.write_digit_strings(tmp_path / "data", lists)
+    (train / "asr.jsonl").write_text(json.dumps({"key": "u0", "text": "four six two"}) + "\n")
+    with pytest.raises(SystemExit, match="record 1 is not an ASR record"):
+        W.write_digit_strings(tmp_path / "data", lists)

@@ -21,6 +21,8 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from osum_echat.eval.store import read_jsonl  # noqa: E402
 from vocab import is_digit_string  # noqa: E402
 
 DIGITS = "asr_digits.jsonl"  # in the lists folder: the digit-string records of train/asr.jsonl
@@ -34,20 +36,19 @@ def write_digit_strings(data_dir: Path, out_dir: Path) -> int:
     src = data_dir / "train/asr.jsonl"
     if not src.is_file():
         raise SystemExit(f"{src}: missing (run stage 0 first)")
+    try:
+        records = read_jsonl(src)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     keep = []
-    with open(src, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                label = json.loads(line)["txt"]
-            except (ValueError, KeyError, TypeError) as err:
-                raise SystemExit(f"{src}:{n}: not an ASR record with a 'txt' label ({err})") from err
-            if is_digit_string(label):
-                keep.append(line if line.endswith("\n") else line + "\n")
+    for n, r in enumerate(records, 1):
+        if not isinstance(r, dict) or not isinstance(r.get("txt"), str):
+            raise SystemExit(f"{src}: record {n} is not an ASR record with a 'txt' label")
+        if is_digit_string(r["txt"]):
+            keep.append(r)
     if not keep:
         raise SystemExit(f"{src}: no digit-string utterances (regenerate the corpus)")
-    (out_dir / DIGITS).write_text("".join(keep), encoding="utf-8")
+    (out_dir / DIGITS).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep), encoding="utf-8")
     return len(keep)
 
 
