@@ -171,9 +171,19 @@ def run(argv: list[str] | None = None):
     trainer = Trainer(engine=engine, cfg=cfg.train, device=device, model_dir=model_dir, loader=loader,
                       rank=info.rank, reporter=reporter, cv_loader_fn=cv_fn, info_fn=info_fn, state=state,
                       pending_rng=pending_rng)
+    cache_file = cfg.train.encoder_cache_file
+    if cache_file and Path(cache_file).is_file():  # entries of an earlier stage, same frozen encoder
+        n = model.encoder_cache.load(cache_file, model.encoder)
+        if n < 0:
+            logger.info("encoder cache file %s: written for other encoder weights, not used", cache_file)
+        else:
+            logger.info("encoder cache file %s: %d entries", cache_file, n)
     trainer.run()
     if model.encoder_cache is not None:
         logger.info("encoder cache: %s", model.encoder_cache.stats())
+        if cache_file and info.is_main:
+            logger.info("encoder cache file %s: %d entries written", cache_file,
+                        model.encoder_cache.save(cache_file, model.encoder))
     return trainer
 
 

@@ -10,12 +10,18 @@ only on the rows it has not seen. Entries live on the host, least recently used 
 It is only correct while the encoder's weights do not change and its forward is
 deterministic, so :func:`check_cacheable` refuses a trainable encoder or one with active
 dropout, and :meth:`EncoderCache.encode` refuses a trainable encoder again at every call.
+
+Stages that share one frozen encoder can share the entries too: :meth:`EncoderCache.save`
+writes them with a fingerprint of the encoder's weights, and :meth:`EncoderCache.load` takes
+them only into a cache whose encoder has the same fingerprint (``train.encoder_cache_file``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -36,6 +42,16 @@ def check_cacheable(encoder: nn.Module) -> None:
                 f"the encoder cache needs a deterministic encoder, but {name or 'encoder'} has dropout {p}; "
                 "set model.encoder dropouts to 0 or turn the cache off"
             )
+
+
+def fingerprint(encoder: nn.Module) -> str:
+    """Hex digest of the encoder's state (names, shapes, dtypes and values of weights and buffers)."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, t in encoder.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 class EncoderCache:
@@ -110,6 +126,29 @@ class EncoderCache:
             rows = [r if r is not None else rows[first_of[k]] for r, k in zip(rows, keys)]
         out_lengths = torch.tensor([r.shape[0] for r in rows], dtype=lengths.dtype, device=lengths.device)
         return nn.utils.rnn.pad_sequence(rows, batch_first=True).to(feats.device), out_lengths
+
+    def save(self, path: str | Path, encoder: nn.Module) -> int:
+        """Write the entries (least recently used first) and the encoder's fingerprint to
+        ``path`` (through a temporary file, so a reader never sees half of one); returns how many."""
+        tmp = Path(f"{path}.tmp")
+        torch.save({"format": 1, "encoder": fingerprint(encoder),
+                    "keys": [k.hex() for k in self._entries], "values": list(self._entries.values())}, tmp)
+        os.replace(tmp, path)
+        return len(self._entries)
+
+    def load(self, path: str | Path, encoder: nn.Module) -> int:
+        """Add the entries of a :meth:`save` file written for an encoder with these same weights;
+        returns how many were added (as many as ``max_mb`` allows), or -1 when the file belongs
+        to other weights (nothing is added: its frames would be another encoder's)."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != 1:
+            raise ValueError(f"{path}: not an encoder cache file (EncoderCache.save)")
+        if state["encoder"] != fingerprint(encoder):
+            return -1
+        before = len(self._entries)
+        for k, v in zip(state["keys"], state["values"]):
+            self._put(bytes.fromhex(k), v)
+        return len(self._entries) - before
 
     def stats(self) -> dict[str, float]:
         total = self.hits + self.misses

@@ -41,6 +41,9 @@ class TrainConfig:
     # content (osum_echat/model/encoder_cache.py); 0 = off. Needs a frozen encoder without
     # dropout; pointless with spec augmentation (every pass differs).
     encoder_cache_mb: float = 0.0
+    # A file of that cache shared by stages with the same frozen encoder: read at the start
+    # (only if written for the same encoder weights), written at the end (main process); "" = none.
+    encoder_cache_file: str = ""
     # Fused AdamW kernel where the device has one (device.fused_optimizer_supported); false =
     # the multi-tensor (foreach) implementation.
     fused_optimizer: bool = True
@@ -62,6 +65,8 @@ class TrainConfig:
             (self.log_interval >= 1 and self.save_interval >= 1, "log_interval and save_interval must be >= 1"),
             (self.keep_last >= 0, "keep_last must be >= 0"),
             (self.encoder_cache_mb >= 0, "encoder_cache_mb must be >= 0"),
+            (not self.encoder_cache_file or self.encoder_cache_mb > 0,
+             "encoder_cache_file needs the cache on (encoder_cache_mb > 0)"),
             (all(k in PARTS for k in self.lr_scale), f"lr_scale keys must be in {PARTS}"),
             (all(v > 0 for v in self.lr_scale.values()), "lr_scale values must be > 0"),
         ]

@@ -49,6 +49,9 @@ asr_steps=""                # more steps of it on users + assistant replies: the
 asr_extra_steps=""          # then a copy reads on for the reply ASR only (default 0: the model's encoder gets every step)
 roundtrip_copies=3          # codec round trips of each reply in those steps (Griffin-Lim from a random phase: each
                             # copy differs; 6-8 halve the reply ASR's ceiling, README round 5, at ~20-35 s more)
+roundtrip_pool=0            # > roundtrip_copies: decode this many round trips of each reply and train
+                            # roundtrip_copies of them per epoch, in turn (the replies' share stays): the
+                            # spoken-reply CER fell, but the age group was lost (README round 6)
 steps1a=""                  # stage-1 ASR warm-up steps
 warmup_adapter_lr=0.1       # the adapter's learning-rate scale in the warm-up (as in the stages after it; 0.3 took
                             # off sooner but lost the voice: gender 88 %, age 39 % in run 12, README round 5)
@@ -155,7 +158,8 @@ train_stage() {
   done
   $python -m osum_echat.bin.train --config "$conf" "${fams[@]}" --cv_data "$lists/cv.list" \
     --model_dir "$dir" ${init:+--checkpoint "$init"} --device "$device" --train_engine "$train_engine" \
-    "${common_overrides[@]}" "$@" train.max_steps="$steps" data.num_workers=1
+    "${common_overrides[@]}" "$@" train.max_steps="$steps" data.num_workers=1 \
+    train.encoder_cache_file="$exp/encoder_cache.pt"  # one frozen encoder: its frames serve every stage
   ln -sf "$(cat "$dir/latest").pt" "$dir/final.pt"
   touch "$dir/.done"
 }
@@ -173,7 +177,8 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
     # encoder with the model, not the LLM that makes the replies)
     $python $local/pretrain_encoder.py --config $conf_dir/stage1_understanding.yaml \
       --utts "$data/train/utts.jsonl" --dev "$data/dev/utts.jsonl" --out "$exp/encoder_init.pt.tmp" \
-      --assistant "$data/assistant.jsonl" --codec "$codec" --roundtrip_copies "$roundtrip_copies" --asr_steps "$asr_steps" \
+      --assistant "$data/assistant.jsonl" --codec "$codec" --roundtrip_copies "$roundtrip_copies" \
+      --roundtrip_pool "$roundtrip_pool" --asr_steps "$asr_steps" \
       --asr_out "$exp/reply_asr.pt" --shared_asr --asr_extra_steps "$(( asr_steps > 0 ? asr_extra_steps : 0 ))" --steps "$enc_steps" \
       --threads "$nj" ${encoder_seed[@]+"${encoder_seed[@]}"} "${common_overrides[@]}"
     mv "$exp/encoder_init.pt.tmp" "$exp/encoder_init.pt"

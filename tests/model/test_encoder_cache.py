@@ -140,3 +140,29 @@ def test_refuses_a_training_encoder_or_dropout(tiny_model_cfg):
         model.enable_encoder_cache(16)
     with pytest.raises(ValueError, match="> 0 MB"):
         EncoderCache(0)
+
+
+def test_saved_entries_load_only_for_the_same_encoder_weights(tiny_model_cfg, tmp_path):
+    model = _frozen_model(tiny_model_cfg)
+    feats, lens = _padded(120, 80, 60)
+    cache = model.enable_encoder_cache(16)
+    ref, _ = cache.encode(model.encoder, feats, lens)
+    assert cache.save(tmp_path / "c.pt", model.encoder) == 3 and not (tmp_path / "c.pt.tmp").exists()
+
+    again = EncoderCache(16)
+    assert again.load(tmp_path / "c.pt", model.encoder) == 3
+    rows = _count_encoder_rows(model)
+    x, _ = again.encode(model.encoder, feats, lens)
+    assert rows == [] and torch.equal(x, ref) and again.stats()["hits"] == 3
+    assert again.load(tmp_path / "c.pt", model.encoder) == 0  # already there
+
+    small = EncoderCache(1e-3)  # ~1 kB: holds no entry of this size, least recently used out first
+    assert small.load(tmp_path / "c.pt", model.encoder) == 0
+
+    other = _frozen_model(tiny_model_cfg)
+    with torch.no_grad():
+        next(other.encoder.parameters()).add_(1e-3)  # other weights: the frames would be wrong
+    assert EncoderCache(16).load(tmp_path / "c.pt", other.encoder) == -1
+    torch.save({"something": 1}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="not an encoder cache file"):
+        EncoderCache(16).load(tmp_path / "bad.pt", model.encoder)

@@ -165,14 +165,46 @@ def test_pretrain_encoder_trains_replies_and_writes_the_reply_asr(tmp_path, caps
     extra, asr4 = torch.load(tmp_path / "extra.pt"), RA.ReplyAsr(tmp_path / "asr4.pt")
     assert all(torch.equal(extra[k], joint[k]) for k in joint)
     assert not torch.equal(asr4.encoder.state_dict()["after_norm.weight"], extra["encoder.after_norm.weight"])
+    # --roundtrip_pool: 4 round trips decoded per reply, 2 of them in each epoch's items
+    log = run("pooled", *replies_opts, "--roundtrip_pool", "4")
+    assert "13 train (9 assistant) / 4 dev" in log and "train round trip (12): CER" in log
     with pytest.raises(SystemExit, match="need --assistant"):
         run("bad", "--asr_steps", "2")
+    with pytest.raises(SystemExit, match="--roundtrip_pool needs --codec"):
+        run("bad", "--assistant", str(tmp_path / "assistant.jsonl"), "--roundtrip_pool", "4")
     with pytest.raises(SystemExit, match="continues a --shared_asr run"):
         run("bad", *replies_opts, "--asr_steps", "2", "--asr_extra_steps", "2")
     bad = tmp_path / "nospoken.jsonl"
     bad.write_text(json.dumps(dict(replies[0], spoken="")) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="nospoken.jsonl:1 .r0.: no 'spoken'"):
         PE.read_utts(str(bad), 80, {}, attributes=False)
+
+
+def test_epoch_items_rotate_each_replys_round_trips():
+    """EpochItems: the fixed items every epoch; of each reply's pool of round trips, per_epoch
+    copies in turn, so that every copy is trained once per pool // per_epoch epochs and the
+    replies' share never changes; pool == per_epoch is the plain list of every item."""
+    pytest.importorskip("torchaudio")
+    import pretrain_encoder as PE
+
+    fixed = ["u0", "u1", "r0", "r1"]
+    trips = [f"r{i}.{k}" for i in range(2) for k in range(4)]  # 4 consecutive copies per reply
+    items = PE.EpochItems(fixed, trips, pool=4, per_epoch=2)
+    assert len(items) == 8
+    assert items.epoch(0) == fixed + ["r0.0", "r0.1", "r1.0", "r1.1"]
+    assert items.epoch(1) == fixed + ["r0.2", "r0.3", "r1.2", "r1.3"]
+    assert items.epoch(2) == items.epoch(0)
+    odd = PE.EpochItems(fixed, trips, pool=4, per_epoch=3)  # 3 of 4: the turn wraps round the pool
+    assert odd.epoch(1)[4:7] == ["r0.3", "r0.0", "r0.1"] and len(odd.epoch(5)) == len(odd) == 10
+    seen = {t for e in range(4) for t in odd.epoch(e)[4:]}
+    assert seen == set(trips)
+    plain = PE.EpochItems(fixed, trips, pool=4, per_epoch=4)
+    assert plain.epoch(0) == plain.epoch(3) == fixed + trips
+    assert PE.EpochItems(fixed).epoch(7) == fixed
+    with pytest.raises(ValueError, match="7 round trips, 4 per reply"):
+        PE.EpochItems(fixed, trips[:7], pool=4, per_epoch=2)
+    with pytest.raises(ValueError, match="5 per epoch"):
+        PE.EpochItems(fixed, trips, pool=4, per_epoch=5)
 
 
 def test_codec_decode_many_seeds_each_phase(tmp_path):
@@ -199,3 +231,17 @@ def test_codec_decode_many_seeds_each_phase(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(pooled, swapped[::-1]))
     with pytest.raises(ValueError, match="4 code sequences but 3 seeds"):
         MC.decode_many(str(tmp_path / "codec.pt"), codes, [1, 2, 3])
+    # the decode CLI: one phase seed per key, so a key's WAV does not depend on the file's order
+    # or on the number of decoding processes
+    lines = [f"k{i} {' '.join(map(str, c))}\n" for i, c in enumerate(codes)]
+    for name, rows, threads in (("a", lines, "1"), ("b", lines[::-1], "2")):
+        (tmp_path / f"{name}.codes").write_text("".join(rows), encoding="utf-8")
+        MC.main(["decode", "--codec", str(tmp_path / "codec.pt"), "--codes", str(tmp_path / f"{name}.codes"),
+                 "--out_dir", str(tmp_path / name), "--threads", threads])
+    for i, c in enumerate(codes):
+        a, _ = sf.read(tmp_path / "a" / f"k{i}.wav", dtype="float32")
+        b, _ = sf.read(tmp_path / "b" / f"k{i}.wav", dtype="float32")
+        want = MC.decode_many(str(tmp_path / "codec.pt"), [c], [MC.key_seed(f"k{i}")])[0]
+        assert np.array_equal(a, b) and a.shape == tuple(want.shape)
+        assert np.allclose(a, want.numpy(), atol=1 / 32768)  # 16-bit PCM
+    assert MC.key_seed("k0") == MC.key_seed("k0") != MC.key_seed("k1")

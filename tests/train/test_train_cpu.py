@@ -134,3 +134,22 @@ def test_encoder_cache_run_matches_an_uncached_run(tiny_config, tiny_lists, tmp_
     assert _losses(tmp_path / "cached") == pytest.approx(_losses(tmp_path / "plain"), abs=1e-4)
     with pytest.raises(ValueError, match="frozen encoder"):   # tiny.yaml trains the encoder
         _train(tiny_config, {"s2t": tiny_lists["s2t"]}, tmp_path / "bad", "train.encoder_cache_mb=8")
+    # train.encoder_cache_file: the next stage with the same frozen encoder starts with every entry
+    shared = f"train.encoder_cache_file={tmp_path / 'enc_cache.pt'}"
+    _train(tiny_config, {"s2t": tiny_lists["s2t"]}, tmp_path / "first", *common, "train.encoder_cache_mb=8", shared)
+    assert (tmp_path / "enc_cache.pt").is_file()
+    caplog.clear()
+    trainer = _train(tiny_config, {"s2t": tiny_lists["s2t"]}, tmp_path / "second", *common,
+                     "train.encoder_cache_mb=8", shared)
+    stats = trainer.engine.model.encoder_cache.stats()
+    assert stats["misses"] == 0 and stats["hits"] == 16 and stats["entries"] == 8
+    assert any("enc_cache.pt: 8 entries" in r.getMessage() for r in caplog.records)
+    assert _losses(tmp_path / "second") == pytest.approx(_losses(tmp_path / "plain"), abs=1e-4)
+    # another seed, another random encoder: the file is not used
+    caplog.clear()
+    trainer = _train(tiny_config, {"s2t": tiny_lists["s2t"]}, tmp_path / "other", *common,
+                     "train.encoder_cache_mb=8", shared, "train.seed=7")
+    assert trainer.engine.model.encoder_cache.stats()["misses"] == 8
+    assert any("other encoder weights, not used" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match="encoder_cache_file needs the cache on"):
+        _train(tiny_config, {"s2t": tiny_lists["s2t"]}, tmp_path / "bad", *common, shared)

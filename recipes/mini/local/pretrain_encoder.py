@@ -17,7 +17,8 @@ The reply ASR (``--asr_out FILE``, read by ``reply_asr.py``): the encoder with i
 trained also on the replies in the assistant voice (``--assistant assistant.jsonl``; CTC only,
 they have no speaker attributes) and, with ``--codec codec.pt``, on ``--roundtrip_copies``
 passes of each through the mini speech codec (encode + decode), so that it reads the vocoded
-replies of the trained model. With ``--asr_steps N`` (the recipe's choice) the encoder's own
+replies of the trained model (``--roundtrip_pool P``: P passes decoded, ``--roundtrip_copies`` of
+them trained in each epoch, in turn). With ``--asr_steps N`` (the recipe's choice) the encoder's own
 steps see no replies (the checkpoint is the one a run without them writes) and a copy of encoder
 + heads trains N more steps on users + replies; with N = 0 the replies are mixed into the
 encoder's own steps and the ASR is the encoder itself (500 steps: dev CER 19.0 % instead of
@@ -97,6 +98,27 @@ def round_trip(items: list, codec_path: str, n_mels: int, copies: int, seed: int
     jobs = [(i, c) for i, c in enumerate(codes) for _ in range(copies)]
     wavs = decode_many(codec_path, [c for _, c in jobs], [seed * 1_000_003 + k for k in range(len(jobs))], workers)
     return [(features_from_wav(w, n_mels), *items[i][1:]) for (i, _), w in zip(jobs, wavs)]
+
+
+class EpochItems:
+    """The training items of each epoch: ``fixed`` ones (every epoch) and, for each reply, ``per_epoch``
+    of its ``pool`` codec round trips (``rotating``: ``pool`` consecutive copies per reply), taken
+    in turn (epoch e: copies e * per_epoch, ... modulo pool). The replies keep the share of
+    ``per_epoch`` copies in every batch mixture while the encoder meets all ``pool`` phases over
+    the epochs. ``pool == per_epoch`` is a plain list: every epoch the same items, in order."""
+
+    def __init__(self, fixed: list, rotating: list = (), pool: int = 1, per_epoch: int = 1) -> None:
+        if len(rotating) and (not 1 <= per_epoch <= pool or len(rotating) % pool):
+            raise ValueError(f"{len(rotating)} round trips, {pool} per reply, {per_epoch} per epoch")
+        self.fixed, self.per_epoch, self.pool = list(fixed), per_epoch, pool
+        self.groups = [list(rotating[i:i + pool]) for i in range(0, len(rotating), pool)]
+
+    def __len__(self) -> int:
+        return len(self.fixed) + self.per_epoch * len(self.groups)
+
+    def epoch(self, e: int) -> list:
+        picks = [(e * self.per_epoch + j) % self.pool for j in range(self.per_epoch)]
+        return self.fixed + [g[k] for g in self.groups for k in picks]
 
 
 def batches(data: list, max_frames: int, rng: random.Random):
@@ -186,23 +208,37 @@ def assistant_sets(a, n_mels: int, alphabet: dict[str, int]) -> dict[str, list]:
     sets = {"train orig": [it for i, it in enumerate(items) if not (k and i % k == 0)], "held-out orig": held}
     if a.codec:
         workers = max(1, a.threads)  # decoding processes (Griffin-Lim gains little from torch threads)
-        sets["train round trip"] = round_trip(sets["train orig"], a.codec, n_mels, a.roundtrip_copies, a.seed, workers)
+        sets["train round trip"] = round_trip(sets["train orig"], a.codec, n_mels, pool_size(a), a.seed, workers)
         sets["held-out round trip"] = round_trip(held, a.codec, n_mels, 1, a.seed + 1, workers)
     return {k: v for k, v in sets.items() if v}
 
 
-def train_ctc(encoder: nn.Module, heads: Heads, data: list, alphabet: dict[str, int], steps: int, lr: float,
+def pool_size(a) -> int:
+    """Round trips decoded per reply: ``--roundtrip_pool`` (0: ``--roundtrip_copies``)."""
+    return max(a.roundtrip_pool, a.roundtrip_copies)
+
+
+def training_items(users: list, replies: dict[str, list], a) -> EpochItems:
+    """Users and original replies every epoch, ``--roundtrip_copies`` of each reply's round trips
+    per epoch (in turn from its pool)."""
+    return EpochItems(users + replies.get("train orig", []), replies.get("train round trip", []),
+                      pool_size(a), a.roundtrip_copies)
+
+
+def train_ctc(encoder: nn.Module, heads: Heads, items: EpochItems, alphabet: dict[str, int], steps: int, lr: float,
               warmup: int, a, rng: random.Random, dev: list, tag: str) -> None:
     """``steps`` AdamW updates (linear warm-up, cosine decay to 5 %) of CTC + attribute losses on
-    length-bucketed batches of ``data``; prints the dev line every ``a.eval_every`` steps."""
+    length-bucketed batches of each epoch's ``items``; prints the dev line every ``a.eval_every`` steps."""
     params = list(encoder.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, 1.0) * (
         0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))))
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     encoder.train()
-    step, t0, run = 0, time.time(), 0.0
+    step, epoch, t0, run = 0, 0, time.time(), 0.0
     while step < steps:
+        data = items.epoch(epoch)
+        epoch += 1
         for idx in batches(data, a.max_frames, rng):
             x, lens, attrs = collate(data, idx)
             tgt, tlens = ctc_targets(data, idx, alphabet)
@@ -257,7 +293,10 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--assistant", default=None, help="assistant.jsonl (wav, spoken): replies trained with CTC")
     p.add_argument("--codec", default=None, help="mini codec .pt: also train codec round trips of the replies")
-    p.add_argument("--roundtrip_copies", type=int, default=1, help="round-trip copies per reply")
+    p.add_argument("--roundtrip_copies", type=int, default=1, help="round-trip copies per reply in each epoch")
+    p.add_argument("--roundtrip_pool", type=int, default=0,
+                   help="P > --roundtrip_copies: decode P round trips per reply; each epoch trains "
+                        "--roundtrip_copies of them, in turn (the replies' share stays, the phases vary)")
     p.add_argument("--assistant_holdout", type=int, default=0,
                    help="K > 0: every K-th reply is not trained, only scored (a measurement of reading)")
     p.add_argument("--asr_steps", type=int, default=0,
@@ -280,6 +319,8 @@ def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     if (a.codec or a.asr_steps) and not a.assistant:
         raise SystemExit("--codec and --asr_steps need --assistant (the replies to train)")
+    if a.roundtrip_pool and not a.codec:
+        raise SystemExit("--roundtrip_pool needs --codec (the round trips to pool)")
     if a.asr_extra_steps and not (a.shared_asr and a.asr_steps):
         raise SystemExit("--asr_extra_steps continues a --shared_asr run: give --shared_asr and --asr_steps N")
     if a.threads:
@@ -295,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     dev = read_utts(a.dev, n_mels, None)
     # mixed into the encoder's own steps, or (--asr_steps) only into the reply ASR's extra steps
     replies = assistant_sets(a, n_mels, alphabet) if not a.asr_steps else {}
-    train = users + replies.get("train orig", []) + replies.get("train round trip", [])
+    train = training_items(users, replies, a)
     print(f"[ctc] {len(train)} train ({len(train) - len(users)} assistant) / {len(dev)} dev utterances, "
           f"{len(alphabet)} symbols, features in {time.time() - t0:.1f} s", flush=True)
     heads = Heads(encoder.output_dim, len(alphabet))
@@ -307,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
     asr_encoder, asr_heads = encoder, heads
     if a.asr_steps:
         replies = assistant_sets(a, n_mels, alphabet)
-        train = users + replies.get("train orig", []) + replies.get("train round trip", [])
+        train = training_items(users, replies, a)
         asr_heads = grown(heads, len(alphabet))
         asr_encoder = encoder if a.shared_asr else copy.deepcopy(encoder)
         print(f"[asr] {len(train)} train ({len(train) - len(users)} assistant), {len(alphabet)} symbols", flush=True)

@@ -112,7 +112,7 @@ def write_kv(path: Path, rows: dict[str, str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from mini_codec import MiniCodec, load_wav
+    from mini_codec import decode_many, key_seed, load_wav
     from reply_asr import ReplyAsr
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -133,10 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     # audio = the key has codes and its WAV exists (stage 5 writes a 10 ms stub for empty codes)
     with_audio = sorted(k for k in refs if codes.get(k, "").split() and (wav_dir / f"{k}.wav").is_file())
     heard = dict(zip(with_audio, asr([load_wav(str(wav_dir / f"{k}.wav")) for k in with_audio])))
-    torch.manual_seed(0)  # Griffin-Lim starts from a random phase
-    codec = MiniCodec.load(a.codec)
     ref_codes = reference_codes(d / "test.jsonl", set(refs)) if (d / "test.jsonl").is_file() else {}
-    ceiling = dict(zip(ref_codes, asr([codec.decode(c) for c in ref_codes.values()])))
+    # Griffin-Lim starts from a random phase: one seed per key, decoded in --threads processes
+    ref_wavs = decode_many(a.codec, list(ref_codes.values()), [key_seed(k) for k in ref_codes], max(1, a.threads))
+    ceiling = dict(zip(ref_codes, asr(ref_wavs)))
     write_kv(d / "reply_transcripts", heard)
     write_kv(d / "ceiling_transcripts", ceiling)
     res = score_replies(refs, texts, heard, ceiling)
