@@ -63,6 +63,7 @@ harness_echat=""            # EChat-style items in stage 6
 harness_judge=""            # a local Hugging Face causal LM folder used as a second judge (optional)
 digit_weight=0              # > 0: the random digit strings of the ASR set listed again this many times from the
                             # stage-1 mixture on (an experiment, README round 5); takes effect when stage 1 runs
+warmup_age=false            # true: the stage-1 ASR warm-up also trains the <TRANSCRIBE> <AGE> <GENDER> records
 think_following=false       # true: stage 1 writes the think-following copies (think_following.py) and
                             # stage 3 trains them too (an experiment, README); takes effect when
                             # stage 1 runs (delete $data/.stage1.done to redo it)
@@ -131,6 +132,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && done_or_run "$data/.stage1.d
   yaml_opts=()
   if [ "$think_following" = true ]; then yaml_opts=(--think_following); fi
   yaml_opts+=(--digit_weight "$digit_weight")
+  if [ "$warmup_age" = true ]; then yaml_opts+=(--warmup_age); fi
   $python $local/write_data_yamls.py --data_dir "$data" --out_dir "$lists" ${yaml_opts[@]+"${yaml_opts[@]}"}
   for s in 1_asr 1 2 3; do
     $python common_utils/expand_data_lists.py "$lists/stage$s.yaml" "$lists/stage$s" --seed 777
@@ -184,7 +186,9 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
     mv "$exp/encoder_init.pt.tmp" "$exp/encoder_init.pt"
   fi
   if [ ! -f "$exp/stage1_asr/.done" ]; then
-    log "stage 2: training stage 1, ASR warm-up (shards + gender combine), $steps1a steps, from the pre-trained encoder"
+    warmup_data="shards + gender combine"
+    grep -q "^age_tags:" "$lists/stage1_asr.yaml" 2>/dev/null && warmup_data+=" + <TRANSCRIBE> <AGE> <GENDER> records"
+    log "stage 2: training stage 1, ASR warm-up ($warmup_data), $steps1a steps, from the pre-trained encoder"
     train_stage stage1_asr $conf_dir/stage1_understanding.yaml "$steps1a" "$exp/encoder_init.pt" \
       ${stage1_opts[@]+"${stage1_opts[@]}"} train.lr_scale.adapter="$warmup_adapter_lr"
   fi

@@ -226,3 +226,36 @@ def test_digit_strings_are_found_and_replayed(corpus, tmp_path):
     (train / "asr.jsonl").write_text(json.dumps({"key": "u0", "text": "four six two"}) + "\n")
     with pytest.raises(SystemExit, match="record 1 is not an ASR record"):
         W.write_digit_strings(tmp_path / "data", lists)
+
+
+def test_warmup_age_records_are_opt_in(corpus, tmp_path):
+    """--warmup_age lists the <TRANSCRIBE> <AGE> <GENDER> records of train/s2t.jsonl (and only
+    those) in the stage-1 ASR warm-up; the mixture and stages 2-3 stay as they are."""
+    import json
+
+    W = importlib.import_module("write_data_yamls")
+    train = tmp_path / "data" / "train"
+    train.mkdir(parents=True)
+    u = {"key": "u0", "wav": "/w/u0.wav", "txt": "open the door", "lang": "en",
+         "gender": "female", "age": "old", "emotion": "sad"}
+    _, C = corpus
+    recs = C.tag_records(u)
+    (train / "s2t.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    assert W.write_age_tags(tmp_path / "data", lists) == 1
+    kept = [json.loads(x) for x in (lists / W.AGE_TAGS).read_text().splitlines()]
+    assert kept == [r for r in recs if r["task"] == "<TRANSCRIBE> <AGE> <GENDER>"]
+    assert kept[0]["txt"] == "open the door<OLD><FEMALE>"
+    plain = W.stage_entries(tmp_path / "data", lists=lists)
+    aged = W.stage_entries(tmp_path / "data", lists=lists, warmup_age=True)
+    assert "age_tags" not in plain["1_asr"]
+    assert aged["1_asr"]["age_tags"] == {"path": str(lists / W.AGE_TAGS), "weight": 1, "family": "s2t"}
+    assert {k: v for k, v in aged["1_asr"].items() if k != "age_tags"} == plain["1_asr"]
+    assert all(aged[s] == plain[s] for s in ("1", "2", "3"))
+    (train / "s2t.jsonl").write_text(json.dumps(recs[0]) + "\n")
+    with pytest.raises(SystemExit, match="no <TRANSCRIBE> <AGE> <GENDER> records"):
+        W.write_age_tags(tmp_path / "data", lists)
+    (train / "s2t.jsonl").write_text("{not json\n")
+    with pytest.raises(SystemExit, match=r"s2t.jsonl:1"):
+        W.write_age_tags(tmp_path / "data", lists)

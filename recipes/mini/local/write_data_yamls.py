@@ -26,6 +26,8 @@ from osum_echat.eval.store import read_jsonl  # noqa: E402
 from vocab import is_digit_string  # noqa: E402
 
 DIGITS = "asr_digits.jsonl"  # in the lists folder: the digit-string records of train/asr.jsonl
+AGE_TAGS = "asr_age_gender.jsonl"  # in the lists folder: the <TRANSCRIBE> <AGE> <GENDER> records of train/s2t.jsonl
+AGE_TASK = "<TRANSCRIBE> <AGE> <GENDER>"
 
 
 def write_digit_strings(data_dir: Path, out_dir: Path) -> int:
@@ -52,10 +54,29 @@ def write_digit_strings(data_dir: Path, out_dir: Path) -> int:
     return len(keep)
 
 
+def write_age_tags(data_dir: Path, out_dir: Path) -> int:
+    """OUT_DIR/asr_age_gender.jsonl: the ``<TRANSCRIBE> <AGE> <GENDER>`` records of
+    train/s2t.jsonl (a transcript with the age group and gender after it), for the ASR warm-up;
+    returns their number."""
+    src = data_dir / "train/s2t.jsonl"
+    if not src.is_file():
+        raise SystemExit(f"{src}: missing (run stage 0 first)")
+    try:
+        records = read_jsonl(src)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    keep = [r for r in records if isinstance(r, dict) and r.get("task") == AGE_TASK]
+    if not keep:
+        raise SystemExit(f"{src}: no {AGE_TASK} records (regenerate the corpus)")
+    (out_dir / AGE_TAGS).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep), encoding="utf-8")
+    return len(keep)
+
+
 def stage_entries(d: Path, think_following: bool = False, lists: Path | None = None,
-                  digit_weight: float = 0) -> dict[str, dict[str, dict]]:
+                  digit_weight: float = 0, warmup_age: bool = False) -> dict[str, dict[str, dict]]:
     """{stage: {name: {path, weight, family}}} of DATA_DIR ``d``; ``lists`` is the folder of
-    asr_digits.jsonl (default d/lists), listed with ``digit_weight`` > 0."""
+    asr_digits.jsonl (listed with ``digit_weight`` > 0) and asr_age_gender.jsonl (listed in the
+    warm-up with ``warmup_age``; default d/lists)."""
     def e(path: Path, family: str, weight: float = 1) -> dict:
         return {"path": str(path), "weight": weight, "family": family}
 
@@ -67,6 +88,8 @@ def stage_entries(d: Path, think_following: bool = False, lists: Path | None = N
            "gender_relabel": e(d / "gender_combine/combines_list.txt", "s2t")}
     s1 = {**s1a, "asr_shards": e(d / "shards/shards_list.txt", "s2t", 2), **digits,
           "tags": e(d / "train/s2t.jsonl", "s2t"), "text_chat": e(d / "train/t2t.jsonl", "t2t", 5)}
+    if warmup_age:  # the warm-up also transcribes with the age group (and gender) after the text
+        s1a = {**s1a, "age_tags": e((lists or d / "lists") / AGE_TAGS, "s2t")}
     # stages 2-3 replay ASR twice (with stage 1's proportions the held-out CER rose from 35 % to
     # 54 % over stages 2-3), the digit strings (with --digit_weight) and the tag records (at half weight, age fell to
     # chance over the longer stages 2-3; README, "What limits the tiny model")
@@ -97,6 +120,8 @@ def main() -> None:
     p.add_argument("--digit_weight", type=float, default=0,
                    help="list the random digit strings of train/asr.jsonl again, this many times, from the "
                         "stage-1 mixture on (0: not at all; an experiment, README round 5)")
+    p.add_argument("--warmup_age", action="store_true",
+                   help="the stage-1 ASR warm-up also trains the <TRANSCRIBE> <AGE> <GENDER> records")
     a = p.parse_args()
     out = Path(a.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -105,7 +130,9 @@ def main() -> None:
         raise SystemExit(f"--digit_weight {a.digit_weight}: must be >= 0")
     if a.digit_weight > 0:
         print(f"{write_digit_strings(data, out)} digit-string utterances -> {out / DIGITS} (x {a.digit_weight})")
-    for n, entries in stage_entries(data, a.think_following, out, a.digit_weight).items():
+    if a.warmup_age:
+        print(f"{write_age_tags(data, out)} {AGE_TASK} records -> {out / AGE_TAGS} (ASR warm-up)")
+    for n, entries in stage_entries(data, a.think_following, out, a.digit_weight, a.warmup_age).items():
         with open(out / f"stage{n}.yaml", "w", encoding="utf-8") as f:
             yaml.safe_dump(entries, f, sort_keys=False)
 
