@@ -61,9 +61,11 @@ steps3=""
 harness_per_task=""         # understanding items per task (asr/gender/age/emotion) in stage 6
 harness_echat=""            # EChat-style items in stage 6
 harness_judge=""            # a local Hugging Face causal LM folder used as a second judge (optional)
-digit_weight=0              # > 0: the random digit strings of the ASR set listed again this many times from the
-                            # stage-1 mixture on (an experiment, README round 5); takes effect when stage 1 runs
-warmup_age=false            # true: the stage-1 ASR warm-up also trains the <TRANSCRIBE> <AGE> <GENDER> records
+digit_weight=3              # the random digit strings of the ASR set listed again this many times from the
+                            # stage-1 mixture on (0: not; README rounds 5 and 7); takes effect when stage 1 runs
+warmup_age=true             # the stage-1 ASR warm-up also trains the <TRANSCRIBE> <AGE> <GENDER> records, so the
+                            # LLM reads the age group from its first steps (false: round 6's warm-up, which lost
+                            # the age group with some seeds; README round 7); takes effect when stage 1 runs
 think_following=false       # true: stage 1 writes the think-following copies (think_following.py) and
                             # stage 3 trains them too (an experiment, README); takes effect when
                             # stage 1 runs (delete $data/.stage1.done to redo it)

@@ -2,7 +2,8 @@
 
     python recipes/mini/local/write_data_yamls.py --data_dir DATA --out_dir DATA/lists
 
-stage 1, ASR warm-up:    ASR shards, the gender combine relabel (<TRANSCRIBE> <GENDER>)
+stage 1, ASR warm-up:    ASR shards, the gender combine relabel (<TRANSCRIBE> <GENDER>) (--warmup_age:
+                         + the <TRANSCRIBE> <AGE> <GENDER> records, OUT_DIR/asr_age_gender.jsonl)
 stage 1 (understanding): ASR shards x2, the combine, tag records; text chat (--digit_weight W: + the
                          digit strings x W, OUT_DIR/asr_digits.jsonl, written here)
 stage 2 (generation):    + spoken chat (<S2TCHAT>) x4, TTS, S2S; ASR x2 (+ the digit strings x W),
@@ -80,7 +81,7 @@ def stage_entries(d: Path, think_following: bool = False, lists: Path | None = N
     def e(path: Path, family: str, weight: float = 1) -> dict:
         return {"path": str(path), "weight": weight, "family": family}
 
-    # opt-in (--digit_weight W): the digit strings x W from the stage-1 mixture on; the LLM read
+    # --digit_weight W (run.sh: 3 since round 7): the digit strings x W from the stage-1 mixture on; the LLM read
     # them at 54-63 % CER (the CTC encoder under it at 17 %); x 3 in stage 1 of one model: 13.9 ->
     # 13.0 % CER. Not in the warm-up: there they delayed the LLM's take-off (README, round 5)
     digits = {"asr_digits": e((lists or d / "lists") / DIGITS, "s2t", digit_weight)} if digit_weight > 0 else {}
@@ -88,7 +89,10 @@ def stage_entries(d: Path, think_following: bool = False, lists: Path | None = N
            "gender_relabel": e(d / "gender_combine/combines_list.txt", "s2t")}
     s1 = {**s1a, "asr_shards": e(d / "shards/shards_list.txt", "s2t", 2), **digits,
           "tags": e(d / "train/s2t.jsonl", "s2t"), "text_chat": e(d / "train/t2t.jsonl", "t2t", 5)}
-    if warmup_age:  # the warm-up also transcribes with the age group (and gender) after the text
+    # --warmup_age (run.sh: on since round 7): the warm-up also transcribes with the age group and gender
+    # after the text; without it the LLM began to read the age only in the mixture and, with some
+    # seeds, never told the three groups apart (README, round 7)
+    if warmup_age:
         s1a = {**s1a, "age_tags": e((lists or d / "lists") / AGE_TAGS, "s2t")}
     # stages 2-3 replay ASR twice (with stage 1's proportions the held-out CER rose from 35 % to
     # 54 % over stages 2-3), the digit strings (with --digit_weight) and the tag records (at half weight, age fell to
@@ -119,7 +123,7 @@ def main() -> None:
                    help="stage 3 adds train/think_cf.jsonl and train/s2sthink_cf.jsonl (think_following.py)")
     p.add_argument("--digit_weight", type=float, default=0,
                    help="list the random digit strings of train/asr.jsonl again, this many times, from the "
-                        "stage-1 mixture on (0: not at all; an experiment, README round 5)")
+                        "stage-1 mixture on (0: not at all; run.sh passes 3, README rounds 5 and 7)")
     p.add_argument("--warmup_age", action="store_true",
                    help="the stage-1 ASR warm-up also trains the <TRANSCRIBE> <AGE> <GENDER> records")
     a = p.parse_args()
