@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -31,46 +32,44 @@ AGE_TAGS = "asr_age_gender.jsonl"  # in the lists folder: the <TRANSCRIBE> <AGE>
 AGE_TASK = "<TRANSCRIBE> <AGE> <GENDER>"
 
 
+def write_subset(src: Path, dst: Path, keep: Callable[[int, dict], bool], what: str) -> int:
+    """Write the records of the corpus list ``src`` that ``keep(number, record)`` accepts to
+    ``dst``; returns their number. A missing or unreadable list (file:line) or no record kept
+    (``what`` names them) stops the recipe with a clear message."""
+    if not src.is_file():
+        raise SystemExit(f"{src}: missing (run stage 0 first)")
+    try:
+        records = read_jsonl(src)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    kept = [r for n, r in enumerate(records, 1) if keep(n, r)]
+    if not kept:
+        raise SystemExit(f"{src}: no {what} (regenerate the corpus)")
+    dst.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
+    return len(kept)
+
+
 def write_digit_strings(data_dir: Path, out_dir: Path) -> int:
     """OUT_DIR/asr_digits.jsonl: the ASR records of train/asr.jsonl whose label is a random digit
     string (``vocab.is_digit_string``); returns their number. The LLM reads those or fails (it
     cannot guess them from a closed vocabulary): they were 15 % of the ASR utterances and 62-65 %
     of the model's ASR errors (README, round 5)."""
     src = data_dir / "train/asr.jsonl"
-    if not src.is_file():
-        raise SystemExit(f"{src}: missing (run stage 0 first)")
-    try:
-        records = read_jsonl(src)
-    except ValueError as err:
-        raise SystemExit(str(err)) from None
-    keep = []
-    for n, r in enumerate(records, 1):
+
+    def digits(n: int, r: dict) -> bool:
         if not isinstance(r, dict) or not isinstance(r.get("txt"), str):
             raise SystemExit(f"{src}: record {n} is not an ASR record with a 'txt' label")
-        if is_digit_string(r["txt"]):
-            keep.append(r)
-    if not keep:
-        raise SystemExit(f"{src}: no digit-string utterances (regenerate the corpus)")
-    (out_dir / DIGITS).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep), encoding="utf-8")
-    return len(keep)
+        return is_digit_string(r["txt"])
+
+    return write_subset(src, out_dir / DIGITS, digits, "digit-string utterances")
 
 
 def write_age_tags(data_dir: Path, out_dir: Path) -> int:
     """OUT_DIR/asr_age_gender.jsonl: the ``<TRANSCRIBE> <AGE> <GENDER>`` records of
     train/s2t.jsonl (a transcript with the age group and gender after it), for the ASR warm-up;
     returns their number."""
-    src = data_dir / "train/s2t.jsonl"
-    if not src.is_file():
-        raise SystemExit(f"{src}: missing (run stage 0 first)")
-    try:
-        records = read_jsonl(src)
-    except ValueError as err:
-        raise SystemExit(str(err)) from None
-    keep = [r for r in records if isinstance(r, dict) and r.get("task") == AGE_TASK]
-    if not keep:
-        raise SystemExit(f"{src}: no {AGE_TASK} records (regenerate the corpus)")
-    (out_dir / AGE_TAGS).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep), encoding="utf-8")
-    return len(keep)
+    return write_subset(data_dir / "train/s2t.jsonl", out_dir / AGE_TAGS,
+                        lambda _, r: isinstance(r, dict) and r.get("task") == AGE_TASK, f"{AGE_TASK} records")
 
 
 def stage_entries(d: Path, think_following: bool = False, lists: Path | None = None,
