@@ -94,8 +94,8 @@ def stage_entries(d: Path, think_following: bool = False, lists: Path | None = N
     if warmup_age:
         s1a = {**s1a, "age_tags": e((lists or d / "lists") / AGE_TAGS, "s2t")}
     # stages 2-3 replay ASR twice (with stage 1's proportions the held-out CER rose from 35 % to
-    # 54 % over stages 2-3), the digit strings (with --digit_weight) and the tag records (at half weight, age fell to
-    # chance over the longer stages 2-3; README, "What limits the tiny model")
+    # 54 % over stages 2-3), the digit strings (with --digit_weight) and the tag records at full weight
+    # (at half weight the age fell to chance over the longer stages 2-3; README, "What limits the tiny model")
     replay = {"asr_shards": e(d / "shards/shards_list.txt", "s2t", 2), "gender_relabel": s1a["gender_relabel"],
               **digits, "tags": e(d / "train/s2t.jsonl", "s2t", 1), "text_chat": s1["text_chat"]}
     s2 = {**replay, "spoken_chat": e(d / "train/chat.jsonl", "s2t", 4),
