@@ -128,6 +128,7 @@ def decode_many(codec_path: str, codes: list[list[int]], seeds: list[int], worke
                 torch.manual_seed(seed)
                 out.append(codec.decode(c))
         return out
+    MiniCodec.load(codec_path)  # a bad path fails here: a Pool whose initializer fails respawns its workers forever
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(codec_path,)) as pool:
         return pool.map(_worker_decode, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
 
