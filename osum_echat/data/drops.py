@@ -32,6 +32,7 @@ REASONS = {
     "missing_question": "t2t task without extra.question",
     "missing_speech_codes": "speech-output task without a non-empty extra.speech_token",
     "bad_speech_codes": "speech codes not integers in 0..4095",
+    "text_loss_without_speech": "extra.text_loss false on a task without speech output (no target left)",
     "history_gap": "history turns not numbered 1..N, or a turn lacks its audio or text",
     "not_in_metadata": "combine: tar key absent from the metadata jsonl",
     "not_in_tar": "combine: metadata key never seen in its tar",

@@ -100,6 +100,8 @@ class TaskSpec:
         if not with_target:
             return segs
         ids, holes = r.label(text, r.given_think_span(text) if self.think_given(sample) else ())
+        if self.text_given(sample):
+            holes = tuple(range(len(ids)))
         codes = self.codes(sample, r) if self.speech_out else []
         if self.streaming:
             segs += interleave(ids, holes, codes, *r.streaming_chunks)
@@ -127,12 +129,21 @@ class TaskSpec:
         learnt; its tokens carry no loss and the answer after it does (e.g. a think whose
         attributes were changed on purpose, with the answer that follows from them: it teaches
         the answer to follow its think without teaching the think anything wrong)."""
-        if not self.think:
+        return self.think and _loss_off(sample.extra, "think_loss")
+
+    def text_given(self, sample: Sample) -> bool:
+        """``extra.text_loss: false`` on a task that answers in text and speech (our extension):
+        the whole reply text (think and ``<|im_end|>`` included) is given, not learnt; only the
+        speech codes after it carry loss. Such a record teaches the codes to say what the text
+        says, whatever the question suggests (e.g. another reply's text with that reply's codes).
+        Raises :class:`DropSample` on a task without speech output (nothing would be learnt);
+        TTS reads its text as input anyway (no effect)."""
+        if not _loss_off(sample.extra, "text_loss"):
             return False
-        flag = sample.extra.get("think_loss", True)
-        if isinstance(flag, str):
-            flag = flag.strip().lower() not in ("false", "0", "no")
-        return not flag
+        if not self.speech_out:
+            raise DropSample("text_loss_without_speech",
+                             f"{self.name}: extra.text_loss false leaves no target without speech output")
+        return not self.text_input
 
     def label_text(self, sample: Sample, r: Renderer, rng: random.Random) -> str:
         """The normalised supervised text (think prefix included); never empty."""
@@ -159,6 +170,14 @@ class TaskSpec:
     def codes(self, sample: Sample, r: Renderer) -> list[int]:
         """``[4096] + extra.speech_token + [4096]`` (validated)."""
         return frame_codes(sample.extra.get("speech_token"), r.speech_boundary)
+
+
+def _loss_off(extra: dict, name: str) -> bool:
+    """``extra[name]`` is false (``false`` / ``0`` / ``no`` as strings too); absent: loss on."""
+    flag = extra.get(name, True)
+    if isinstance(flag, str):
+        flag = flag.strip().lower() not in ("false", "0", "no")
+    return not flag
 
 
 def frame_codes(raw, boundary: int) -> list[int]:

@@ -24,6 +24,7 @@ from osum_echat.data.tasks import (
     rewrite_task,
 )
 from osum_echat.model.batch import (
+    Example,
     SpeechInSegment,
     SpeechOutSegment,
     TextSegment,
@@ -162,6 +163,38 @@ def test_given_think_has_no_loss(tiny_tokenizer, task, flag):
 
     nb = [collate([Example(segs)], text_vocab_size=len(rend.tok)).num_targets for segs in (learnt, given)]
     assert nb[0] - nb[1] == len(gt.no_loss) > 0
+
+
+@pytest.mark.parametrize("task", ["<S2TCHAT> <TEXT2TOKEN>", "<S2TCHAT> <TEXT2TOKEN> <THINK>",
+                                  "<S2TCHAT> <TEXT2TOKEN> <STREAMING>"])
+@pytest.mark.parametrize("flag", [False, "no"])
+def test_given_text_has_no_loss(rend, task, flag):
+    """extra.text_loss false on a speech-output task: the reply text (think and end included)
+    carries no loss, the speech codes keep theirs; the ids are unchanged."""
+    spec = get_spec(task)
+    learnt = spec.build(_sample(task), rend, random.Random(0))
+    given = spec.build(_sample(task, text_loss=flag), rend, random.Random(0))
+    assert [type(g) for g in given] == [type(g) for g in learnt]
+    for lg, gg in zip(learnt, given):
+        if isinstance(gg, TextSegment) and gg.supervised:
+            assert gg.ids == lg.ids and gg.no_loss == tuple(range(len(gg.ids))) and lg.no_loss == ()
+        elif isinstance(gg, SpeechOutSegment):
+            assert gg.supervised and gg.ids == lg.ids
+    n_codes = sum(len(g.ids) for g in given if isinstance(g, SpeechOutSegment))
+    nb = [collate([Example(segs)], text_vocab_size=len(rend.tok)).num_targets for segs in (learnt, given)]
+    assert nb[1] == n_codes < nb[0]
+    assert spec.text_given(_sample(task, text_loss=flag)) and not spec.text_given(_sample(task, text_loss=True))
+
+
+def test_given_text_without_speech(rend):
+    """A text-only task with extra.text_loss false is dropped with its reason (nothing left to
+    learn); TTS reads its text as input, so the flag changes nothing there."""
+    with pytest.raises(DropSample) as e:
+        get_spec("<S2TCHAT>").build(_sample("<S2TCHAT>", text_loss=False), rend, random.Random(0))
+    assert e.value.reason == "text_loss_without_speech"
+    tts = get_spec("<TEXT2TOKEN>")
+    a, b = (tts.build(_sample("<TEXT2TOKEN>", **x), rend, random.Random(0)) for x in ({}, {"text_loss": False}))
+    assert _kinds(a) == _kinds(b) and all(getattr(x, "no_loss", ()) == getattr(y, "no_loss", ()) for x, y in zip(a, b))
 
 
 def test_given_think_ignored_without_think(rend):
