@@ -66,6 +66,9 @@ digit_weight=3              # the random digit strings of the ASR set listed aga
 warmup_age=true             # the stage-1 ASR warm-up also trains the <TRANSCRIBE> <AGE> <GENDER> records, so the
                             # LLM reads the age group from its first steps (false: round 6's warm-up, which lost
                             # the age group with some seeds; README round 7); takes effect when stage 1 runs
+given_reply=0               # > 0: stages 2-3 also train this many copies of the S2S records that speak
+                            # another reply, its text given (no loss) and its codes learnt (README round 8);
+                            # takes effect when stage 1 runs
 think_following=false       # true: stage 1 writes the think-following copies (think_following.py) and
                             # stage 3 trains them too (an experiment, README); takes effect when
                             # stage 1 runs (delete $data/.stage1.done to redo it)
@@ -133,7 +136,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && done_or_run "$data/.stage1.d
   mkdir -p "$lists"
   yaml_opts=()
   if [ "$think_following" = true ]; then yaml_opts=(--think_following); fi
-  yaml_opts+=(--digit_weight "$digit_weight")
+  yaml_opts+=(--digit_weight "$digit_weight" --given_reply "$given_reply")
   if [ "$warmup_age" = true ]; then yaml_opts+=(--warmup_age); fi
   $python $local/write_data_yamls.py --data_dir "$data" --out_dir "$lists" ${yaml_opts[@]+"${yaml_opts[@]}"}
   for s in 1_asr 1 2 3; do
@@ -199,7 +202,9 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
     ${stage1_opts[@]+"${stage1_opts[@]}"}
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && done_or_run "$exp/stage2/.done"; then
-  log "stage 3: training stage 2 (generation), $steps2 steps, from stage 1"
+  gen_data=""
+  grep -q "^s2s_given_reply:" "$lists/stage2.yaml" 2>/dev/null && gen_data=" (+ S2S records speaking another reply, text given)"
+  log "stage 3: training stage 2 (generation)$gen_data, $steps2 steps, from stage 1"
   train_stage stage2 $conf_dir/stage2_generation.yaml "$steps2" "$exp/stage1/final.pt"
 fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && done_or_run "$exp/stage3/.done"; then

@@ -259,3 +259,61 @@ def test_warmup_age_records_are_opt_in(corpus, tmp_path):
     (train / "s2t.jsonl").write_text("{not json\n")
     with pytest.raises(SystemExit, match=r"s2t.jsonl:1"):
         W.write_age_tags(tmp_path / "data", lists)
+
+
+def test_given_reply_copies(corpus, tmp_path):
+    """--given_reply: one copy of every S2S record speaking another reply of its language (words
+    differ), with that reply's codes and wav, the text given (extra.text_loss false); listed in
+    stages 2-3 only; the same file for the same input; bad input refused by file:line."""
+    import json
+    import random
+
+    W = importlib.import_module("write_data_yamls")
+    V, M = corpus
+    train = tmp_path / "data" / "train"
+    train.mkdir(parents=True)
+    rng, recs, codes = random.Random(0), [], {}
+    for i in range(40):
+        lang = "en" if i % 2 else "zh"
+        qa = rng.randrange(len(V.questions(lang)))
+        emo, age = rng.choice(list(V.EMOTION_PROSODY)), rng.choice(list(V.AGE_PROSODY))
+        u = dict(key=f"u{i}", wav=f"/w/u{i}.wav", lang=lang, txt=V.questions(lang)[qa][0], spoken="", qa=qa,
+                 voice="m7", gender="male", age=age, emotion=emo)
+        replies = {f"ans_{lang}_{qa:02d}_{v}": {"wav": f"/w/ans_{lang}_{qa:02d}_{v}.wav"}
+                   for v in ("fixed", *V.EMOTION_PROSODY, *V.AGE_PROSODY)}
+        s2s = M.chat_records(u, replies)[1][0]
+        words = s2s["txt"].split(">", 1)[1]
+        s2s["extra"]["speech_token"] = codes.setdefault(words, [len(codes), 7, len(codes)])
+        recs.append(s2s)
+    (train / "s2s.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    assert W.write_given_replies(tmp_path / "data", lists) == 40
+    text = (lists / W.GIVEN_REPLY).read_text()
+    copies = [json.loads(x) for x in text.splitlines()]
+    by_label = {r["txt"]: r for r in recs}
+    for rec, cp in zip(recs, copies):
+        assert cp["key"] == rec["key"] + "-given" and cp["task"] == rec["task"] and cp["wav"] == rec["wav"]
+        own, new = rec["txt"].split(">", 1)[1], cp["txt"].split(">", 1)[1]
+        assert new != own and new.isascii() == own.isascii()  # another reply, same language
+        ex = cp["extra"]
+        assert ex["text_loss"] is False and ex["given_reply"] == {"speaker_reply": rec["txt"]}
+        assert ex["speech_token"] == codes[new] and ex["answer_wav"] == by_label[cp["txt"]]["extra"]["answer_wav"]
+        assert {k: v for k, v in ex.items() if k not in ("speech_token", "answer_wav", "text_loss", "given_reply")} \
+            == {k: v for k, v in rec["extra"].items() if k not in ("speech_token", "answer_wav")}
+    assert any(c["extra"]["question"] == by_label[c["txt"]]["extra"]["question"] for c in copies)  # variants drawn
+    W.write_given_replies(tmp_path / "data", lists)
+    assert (lists / W.GIVEN_REPLY).read_text() == text
+    plain = W.stage_entries(tmp_path / "data", lists=lists)
+    given = W.stage_entries(tmp_path / "data", lists=lists, given_reply=1.5)
+    for s in ("2", "3"):
+        assert given[s]["s2s_given_reply"] == {"path": str(lists / W.GIVEN_REPLY), "weight": 1.5, "family": "s2s"}
+        assert {k: v for k, v in given[s].items() if k != "s2s_given_reply"} == plain[s]
+    assert all(given[s] == plain[s] for s in ("1_asr", "1"))
+    bad = dict(recs[1], extra={k: v for k, v in recs[1]["extra"].items() if k != "speech_token"})
+    (train / "s2s.jsonl").write_text(json.dumps(recs[0]) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(SystemExit, match=r"s2s.jsonl:2: not an S2S record"):
+        W.write_given_replies(tmp_path / "data", lists)
+    (train / "s2s.jsonl").write_text(json.dumps(recs[0]) + "\n")
+    with pytest.raises(SystemExit, match="no other reply in its language"):
+        W.write_given_replies(tmp_path / "data", lists)

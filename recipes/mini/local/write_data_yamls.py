@@ -10,12 +10,15 @@ stage 2 (generation):    + spoken chat (<S2TCHAT>) x4, TTS, S2S; ASR x2 (+ the d
                          tag records replayed
 stage 3 (empathy):       + think chat (<S2TCHAT> <THINKER>), S2S with think (--think_following:
                          + their think-following copies, think_cf.jsonl and s2sthink_cf.jsonl)
+--given_reply W:         stages 2-3 + the S2S records with another reply's text (given, no loss)
+                         and codes x W (OUT_DIR/s2s_given_reply.jsonl, written here)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 from pathlib import Path
 from typing import Callable
@@ -25,11 +28,14 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from osum_echat.eval.store import read_jsonl  # noqa: E402
+from osum_echat.text.normalize import split_leading_tag  # noqa: E402
+from spoken_form import language  # noqa: E402
 from vocab import is_digit_string  # noqa: E402
 
 DIGITS = "asr_digits.jsonl"  # in the lists folder: the digit-string records of train/asr.jsonl
 AGE_TAGS = "asr_age_gender.jsonl"  # in the lists folder: the <TRANSCRIBE> <AGE> <GENDER> records of train/s2t.jsonl
 AGE_TASK = "<TRANSCRIBE> <AGE> <GENDER>"
+GIVEN_REPLY = "s2s_given_reply.jsonl"  # in the lists folder: S2S records speaking another reply, text given
 
 
 def write_subset(src: Path, dst: Path, keep: Callable[[int, dict], bool], what: str) -> int:
@@ -72,11 +78,57 @@ def write_age_tags(data_dir: Path, out_dir: Path) -> int:
                         lambda _, r: isinstance(r, dict) and r.get("task") == AGE_TASK, f"{AGE_TASK} records")
 
 
+def write_given_replies(data_dir: Path, out_dir: Path, seed: int = 13) -> int:
+    """OUT_DIR/s2s_given_reply.jsonl: one copy of every S2S record of train/s2s.jsonl whose label
+    and speech codes are those of another reply of the corpus (one whose words differ: half of
+    the copies another variant of the same question's reply where it has one, the rest any reply
+    in the same language), with ``extra.text_loss: false``: the reply text is given (no loss),
+    the codes after it are learnt. The model's codes said another reply than its own text in
+    8-18 of 240 test replies, 12-34 % of the text-speech errors (README, round 8); these copies
+    make the text the only guide to the codes. Returns their number."""
+    src = data_dir / "train/s2s.jsonl"
+    if not src.is_file():
+        raise SystemExit(f"{src}: missing (run stages 0-1 first)")
+    try:
+        records = read_jsonl(src)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    replies: dict[str, dict] = {}  # label -> the record extra fields that go with it
+    for n, r in enumerate(records, 1):
+        extra = r.get("extra") if isinstance(r, dict) else None
+        if not (isinstance(r.get("txt"), str) and isinstance(extra, dict) and extra.get("speech_token")
+                and extra.get("question")):
+            raise SystemExit(f"{src}:{n}: not an S2S record with txt, extra.question and extra.speech_token")
+        replies.setdefault(r["txt"], {"speech_token": extra["speech_token"], "answer_wav": extra.get("answer_wav"),
+                                      "question": extra["question"]})
+    words = {label: split_leading_tag(label)[1] for label in replies}
+    lang = {label: language(w) for label, w in words.items()}
+    rng = random.Random(seed)
+    out = []
+    for r in records:
+        own = r["txt"]
+        others = [x for x in replies if words[x] != words[own] and lang[x] == lang[own]]
+        variants = [x for x in others if replies[x]["question"] == r["extra"]["question"]]
+        if not others:
+            raise SystemExit(f"{src}: {r['key']}: no other reply in its language (regenerate the corpus)")
+        label = rng.choice(variants if variants and rng.random() < 0.5 else others)
+        extra = dict(r["extra"], speech_token=replies[label]["speech_token"], text_loss=False,
+                     given_reply={"speaker_reply": own})
+        if replies[label]["answer_wav"]:
+            extra["answer_wav"] = replies[label]["answer_wav"]
+        out.append(dict(r, key=r["key"] + "-given", txt=label, extra=extra))
+    (out_dir / GIVEN_REPLY).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out),
+                                       encoding="utf-8")
+    return len(out)
+
+
 def stage_entries(d: Path, think_following: bool = False, lists: Path | None = None,
-                  digit_weight: float = 0, warmup_age: bool = False) -> dict[str, dict[str, dict]]:
+                  digit_weight: float = 0, warmup_age: bool = False,
+                  given_reply: float = 0) -> dict[str, dict[str, dict]]:
     """{stage: {name: {path, weight, family}}} of DATA_DIR ``d``; ``lists`` is the folder of
-    asr_digits.jsonl (listed with ``digit_weight`` > 0) and asr_age_gender.jsonl (listed in the
-    warm-up with ``warmup_age``; default d/lists)."""
+    asr_digits.jsonl (listed with ``digit_weight`` > 0), asr_age_gender.jsonl (listed in the
+    warm-up with ``warmup_age``) and s2s_given_reply.jsonl (listed in stages 2-3 with
+    ``given_reply`` > 0; default d/lists)."""
     def e(path: Path, family: str, weight: float = 1) -> dict:
         return {"path": str(path), "weight": weight, "family": family}
 
@@ -100,6 +152,9 @@ def stage_entries(d: Path, think_following: bool = False, lists: Path | None = N
               **digits, "tags": e(d / "train/s2t.jsonl", "s2t", 1), "text_chat": s1["text_chat"]}
     s2 = {**replay, "spoken_chat": e(d / "train/chat.jsonl", "s2t", 4),
           "tts": e(d / "train/t2s.jsonl", "t2s"), "s2s": e(d / "train/s2s.jsonl", "s2s")}
+    # opt-in (run.sh --given_reply W): S2S records speaking another reply, the text given (README, round 8)
+    if given_reply > 0:
+        s2["s2s_given_reply"] = e((lists or d / "lists") / GIVEN_REPLY, "s2s", given_reply)
     # think-heavy: with think chat x2 and S2S+think x1 the reply ignored its own think (it
     # followed the think's emotion in 40-60 % of the replies that depend on it; README)
     s3 = {**s2, "think_chat": e(d / "train/think.jsonl", "s2t", 6),
@@ -125,6 +180,9 @@ def main() -> None:
                         "stage-1 mixture on (0: not at all; run.sh passes 3, README rounds 5 and 7)")
     p.add_argument("--warmup_age", action="store_true",
                    help="the stage-1 ASR warm-up also trains the <TRANSCRIBE> <AGE> <GENDER> records")
+    p.add_argument("--given_reply", type=float, default=0,
+                   help="stages 2-3 list this many copies of the S2S records that speak another reply "
+                        "with its text given (no loss on the text; 0: none)")
     a = p.parse_args()
     out = Path(a.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -133,9 +191,15 @@ def main() -> None:
         raise SystemExit(f"--digit_weight {a.digit_weight}: must be >= 0")
     if a.digit_weight > 0:
         print(f"{write_digit_strings(data, out)} digit-string utterances -> {out / DIGITS} (x {a.digit_weight})")
+    if a.given_reply < 0:
+        raise SystemExit(f"--given_reply {a.given_reply}: must be >= 0")
+    if a.given_reply > 0:
+        print(f"{write_given_replies(data, out)} S2S records with another reply given -> {out / GIVEN_REPLY} "
+              f"(x {a.given_reply}, stages 2-3)")
     if a.warmup_age:
         print(f"{write_age_tags(data, out)} {AGE_TASK} records -> {out / AGE_TAGS} (ASR warm-up)")
-    for n, entries in stage_entries(data, a.think_following, out, a.digit_weight, a.warmup_age).items():
+    for n, entries in stage_entries(data, a.think_following, out, a.digit_weight, a.warmup_age,
+                                    a.given_reply).items():
         with open(out / f"stage{n}.yaml", "w", encoding="utf-8") as f:
             yaml.safe_dump(entries, f, sort_keys=False)
 
