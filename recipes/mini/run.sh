@@ -236,7 +236,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
       --out_dir "$exp/eval/trained/wav"
     if [ -f "$exp/reply_asr.pt" ]; then  # the WAVs transcribed by the CTC reply ASR of stage 2a
       $python $local/score_speech.py --decode_dir "$exp/eval/trained" --asr "$exp/reply_asr.pt" \
-        --codec "$codec" --threads "$torch_threads"
+        --codec "$codec" --threads "$torch_threads" --replies "$data/train/t2s.jsonl"
     else
       log "no $exp/reply_asr.pt (written by the encoder pre-training of stage 2): spoken replies not scored"
     fi

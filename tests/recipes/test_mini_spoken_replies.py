@@ -4,6 +4,7 @@ harness plug-in factory), the spoken-form scoring and the encoder pre-training t
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -104,6 +105,22 @@ def test_score_replies_strips_tags_and_scores_in_spoken_units():
     bad = SS.score_replies(refs, texts, wrong, ceiling={})
     assert bad["s2s_spoken_cer"]["by_lang"]["zh"]["errors"] == 1
     assert bad["s2s_spoken_cer"]["cer"] > 0 and bad["s2s_consistency"]["cer"] > 0 and "ceiling_cer" not in bad
+    assert res["s2s_other_reply"] == {"metric": "other_reply", "n": 2, "count": 0, "errors": 0,
+                                      "consistency_errors": 0, "n_items": 3}
+
+
+def test_other_reply_counts_audio_that_says_another_reply():
+    """A reply whose audio is another candidate reply (3+ spoken units closer to it than to its
+    own text) is counted with its errors; a near miss of its own text is not."""
+    refs = {"a-s2s": "<中立>once upon a time", "b-s2s": "<开心>great good morning", "c-s2s": "<中立>现在九点"}
+    texts = {"a-s2s": "once upon a time", "b-s2s": "<开心>great good morning", "c-s2s": "<中立>现在九点"}
+    heard = {"a-s2s": "cheer up once upon a time", "b-s2s": "great good mornin", "c-s2s": "zao3 shang4 hao3 ya5"}
+    res = SS.score_replies(refs, texts, heard, ceiling={}, replies={"cheer up once upon a time"})
+    o = res["s2s_other_reply"]
+    assert (o["n"], o["count"]) == (3, 1) and o["errors"] == len("cheerup")
+    assert o["consistency_errors"] == len("cheerup") + 1 + 4  # b: one deletion; c: 4 syllables, no candidate closer
+    res = SS.score_replies(refs, texts, heard, ceiling={}, replies={"cheer up once upon a time", "早上好呀"})
+    assert res["s2s_other_reply"]["count"] == 2
 
 
 def _write_wav(path: Path, seconds: float, seed: int) -> str:
@@ -231,6 +248,14 @@ def test_codec_decode_many_seeds_each_phase(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(pooled, swapped[::-1]))
     with pytest.raises(ValueError, match="4 code sequences but 3 seeds"):
         MC.decode_many(str(tmp_path / "codec.pt"), codes, [1, 2, 3])
+    # a missing codec fails at once in the caller, also with workers (a Pool whose initializer
+    # fails would respawn its workers forever): run in a child so that a regression cannot hang
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import mini_codec as MC\n"
+             "try:\n    MC.decode_many(sys.argv[2], [[1, 2]] * 4, [1, 2, 3, 4], workers=2)\n"
+             "except FileNotFoundError:\n    print('clear error')\n")
+    out = subprocess.run([sys.executable, "-c", probe, str(LOCAL), str(tmp_path / "no_codec.pt")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "clear error", out.stderr[-2000:]
     # the decode CLI: one phase seed per key, so a key's WAV does not depend on the file's order
     # or on the number of decoding processes
     lines = [f"k{i} {' '.join(map(str, c))}\n" for i, c in enumerate(codes)]

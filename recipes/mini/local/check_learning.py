@@ -71,6 +71,11 @@ def speech_rows(tr: dict) -> list[str]:
         if s and s.get("cer") is not None:
             of = f" of {s['n_items']}" if "n_items" in s else ""
             rows.append(f"| {name} | {100 * s['cer']:.1f} % (n={s['n']}{of}) | - |")
+    for t in SPEECH_TASKS:
+        o = tr.get(f"{t}_other_reply")
+        if o and o.get("n"):
+            rows.append(f"| {t}: replies whose audio says another reply ↓ | {o['count']} of {o['n']} "
+                        f"({o['errors']} of {o['consistency_errors']} text–speech errors) | - |")
     for key, name in (("spoken_cer", "all spoken replies: CER (independent CTC ASR) ↓"),
                       ("ceiling_cer", "all spoken replies: ceiling (reference codes) ↓")):
         if tr.get(key, {}).get("cer") is not None:

@@ -16,7 +16,12 @@ spoken units (``spoken_form.py``: English characters, toneless pinyin syllables 
 * ``<task>_ceiling_cer``: the reference speech codes (``extra.speech_token`` of ``DIR/test.jsonl``)
   through the same codec decoding and ASR, against the reference: what the codec and the ASR
   alone cost;
-* ``spoken_cer`` / ``ceiling_cer``: the same pooled over the three tasks.
+* ``spoken_cer`` / ``ceiling_cer``: the same pooled over the three tasks;
+* ``<task>_other_reply`` (S2S tasks): the replies whose audio says another reply than their
+  text: its transcript has at least ``OTHER_MARGIN`` fewer errors against some other candidate
+  reply (the references of the decode and ``--replies``, e.g. the corpus's TTS list with every
+  reply variant) than against the model's own text; ``count`` of ``n``, and their ``errors``
+  of the task's text-speech (consistency) errors.
 
 Transcripts go to ``DIR/reply_transcripts`` and ``DIR/ceiling_transcripts`` (``key<TAB>text``).
 """
@@ -35,10 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 import torch  # noqa: E402
 
 from osum_echat.eval.score import read_kv  # noqa: E402
+from osum_echat.eval.store import read_jsonl  # noqa: E402
 from osum_echat.text.normalize import split_leading_tag  # noqa: E402
 from spoken_form import language, spoken_errors  # noqa: E402
 
 TASKS = ("s2s", "s2sthink", "tts")
+OTHER_MARGIN = 3  # spoken units: closer to another reply by at least this much
 
 
 def task_of(key: str) -> str:
@@ -66,10 +73,27 @@ def pooled(pairs: list[tuple[str, str]]) -> dict:
     return out
 
 
+def other_replies(said: list[tuple[str, str]], candidates: set[str]) -> dict:
+    """Of the (reply text, transcript) pairs, those whose transcript is ``OTHER_MARGIN`` spoken
+    units closer to another candidate reply (other words) than to the text itself."""
+    count = errors = total = 0
+    for text, heard in said:
+        own = spoken_errors(text, heard).errors
+        total += own
+        words = reference_reply(text)
+        best = min((spoken_errors(c, heard).errors for c in candidates if c != words), default=own)
+        if best <= own - OTHER_MARGIN:
+            count, errors = count + 1, errors + own
+    return {"metric": "other_reply", "n": len(said), "count": count, "errors": errors,
+            "consistency_errors": total}
+
+
 def score_replies(refs: dict[str, str], texts: dict[str, str], heard: dict[str, str],
-                  ceiling: dict[str, str]) -> dict[str, dict]:
+                  ceiling: dict[str, str], replies: set[str] = frozenset()) -> dict[str, dict]:
     """The results entries (module docstring) from the reference labels, the model's reply
-    texts, the transcripts of its audio (keys with audio only) and of the reference codes."""
+    texts, the transcripts of its audio (keys with audio only) and of the reference codes;
+    ``replies``: more candidate replies for ``<task>_other_reply``."""
+    candidates = {reference_reply(r) for r in refs.values()} | set(replies)
     res: dict[str, dict] = {}
     all_heard, all_ceiling = [], []
     for task in TASKS:
@@ -83,6 +107,7 @@ def score_replies(refs: dict[str, str], texts: dict[str, str], heard: dict[str, 
             # a reply text without words (tags only) has nothing to be consistent with
             said = [(texts[k], heard[k]) for k in keys if k in heard and spoken_errors(texts.get(k, ""), "").ref]
             res[f"{task}_consistency"] = dict(pooled(said), metric="consistency_cer", n_items=len(keys))
+            res[f"{task}_other_reply"] = dict(other_replies(said, candidates), n_items=len(keys))
         ref_pairs = [(reference_reply(refs[k]), ceiling[k]) for k in keys if k in ceiling]
         if ref_pairs:
             res[f"{task}_ceiling_cer"] = dict(pooled(ref_pairs), n_items=len(keys))
@@ -121,6 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--codec", required=True, help="the mini codec (for the reference-code ceiling)")
     p.add_argument("--wav_dir", default=None, help="default: DECODE_DIR/wav")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--replies", default=None,
+                   help="a JSON-lines list whose 'txt' fields are more candidate replies (other_reply)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -139,12 +166,21 @@ def main(argv: list[str] | None = None) -> None:
     ceiling = dict(zip(ref_codes, asr(ref_wavs)))
     write_kv(d / "reply_transcripts", heard)
     write_kv(d / "ceiling_transcripts", ceiling)
-    res = score_replies(refs, texts, heard, ceiling)
+    replies = set()
+    if a.replies:
+        try:
+            replies = {reference_reply(str(r.get("txt", ""))) for r in read_jsonl(a.replies) if isinstance(r, dict)}
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"--replies: {err}") from None
+    res = score_replies(refs, texts, heard, ceiling, replies - {""})
     path = d / "results.json"
     results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     results.update(res)
     path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     for name, s in res.items():
+        if s["metric"] == "other_reply":
+            print(f"{name:22s} {s['count']} of {s['n']} ({s['errors']} of {s['consistency_errors']} errors)")
+            continue
         cer = "-" if s["cer"] is None else f"{100 * s['cer']:.1f} %"
         print(f"{name:22s} {cer} (n={s['n']}{' of ' + str(s['n_items']) if 'n_items' in s else ''})")
 
