@@ -48,6 +48,7 @@ def test_every_reason_counted(tiny_tok, tmp_path):
         {"key": "noq", "txt": "hi", "task": "<TEXT2TEXT>"},
         {"key": "nocodes", "txt": "hi", "task": "<TEXT2TOKEN>"},
         {"key": "badcodes", "txt": "hi", "task": "<TEXT2TOKEN>", "extra": {"speech_token": [1, 5000]}},
+        {"key": "nolearn", "txt": "hi", "task": "<S2TCHAT>", "wav": wav, "extra": {"text_loss": False}},
         {"key": "gap", "txt": "hi", "wav_2": wav, "txt_2": "x", **s2s,
          "extra": {"speech_token": list(range(50))}},
         {"key": "tooshort", "txt": "hi", **ok, "wav": short},
