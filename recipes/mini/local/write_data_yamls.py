@@ -38,16 +38,22 @@ AGE_TASK = "<TRANSCRIBE> <AGE> <GENDER>"
 GIVEN_REPLY = "s2s_given_reply.jsonl"  # in the lists folder: S2S records speaking another reply, text given
 
 
+def read_list(src: Path, made_by: str = "stage 0") -> list[dict]:
+    """The records of the corpus list ``src``; a missing or unreadable list (file:line) stops the
+    recipe with a clear message (``made_by``: the run.sh stage that writes it)."""
+    if not src.is_file():
+        raise SystemExit(f"{src}: missing (run {made_by} first)")
+    try:
+        return read_jsonl(src)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+
+
 def write_subset(src: Path, dst: Path, keep: Callable[[int, dict], bool], what: str) -> int:
     """Write the records of the corpus list ``src`` that ``keep(number, record)`` accepts to
     ``dst``; returns their number. A missing or unreadable list (file:line) or no record kept
     (``what`` names them) stops the recipe with a clear message."""
-    if not src.is_file():
-        raise SystemExit(f"{src}: missing (run stage 0 first)")
-    try:
-        records = read_jsonl(src)
-    except ValueError as err:
-        raise SystemExit(str(err)) from None
+    records = read_list(src)
     kept = [r for n, r in enumerate(records, 1) if keep(n, r)]
     if not kept:
         raise SystemExit(f"{src}: no {what} (regenerate the corpus)")
@@ -87,12 +93,7 @@ def write_given_replies(data_dir: Path, out_dir: Path, seed: int = 13) -> int:
     8-18 of 240 test replies, 12-34 % of the text-speech errors (README, round 8); these copies
     make the text the only guide to the codes. Returns their number."""
     src = data_dir / "train/s2s.jsonl"
-    if not src.is_file():
-        raise SystemExit(f"{src}: missing (run stages 0-1 first)")
-    try:
-        records = read_jsonl(src)
-    except ValueError as err:
-        raise SystemExit(str(err)) from None
+    records = read_list(src, "stages 0-1")  # stage 1 adds the speech codes
     replies: dict[str, dict] = {}  # label -> the record extra fields that go with it
     for n, r in enumerate(records, 1):
         extra = r.get("extra") if isinstance(r, dict) else None
