@@ -151,6 +151,12 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
+    replies = set()  # read first: a bad path fails before the transcription
+    if a.replies:
+        try:
+            replies = {reference_reply(str(r.get("txt", ""))) for r in read_jsonl(a.replies) if isinstance(r, dict)}
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"--replies: {err}") from None
     d = Path(a.decode_dir)
     wav_dir = Path(a.wav_dir) if a.wav_dir else d / "wav"
     refs = {k: v for k, v in read_kv(d / "ref").items() if task_of(k) in TASKS}
@@ -166,12 +172,6 @@ def main(argv: list[str] | None = None) -> None:
     ceiling = dict(zip(ref_codes, asr(ref_wavs)))
     write_kv(d / "reply_transcripts", heard)
     write_kv(d / "ceiling_transcripts", ceiling)
-    replies = set()
-    if a.replies:
-        try:
-            replies = {reference_reply(str(r.get("txt", ""))) for r in read_jsonl(a.replies) if isinstance(r, dict)}
-        except (OSError, ValueError) as err:
-            raise SystemExit(f"--replies: {err}") from None
     res = score_replies(refs, texts, heard, ceiling, replies - {""})
     path = d / "results.json"
     results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
