@@ -314,6 +314,9 @@ def test_given_reply_copies(corpus, tmp_path):
     (train / "s2s.jsonl").write_text(json.dumps(recs[0]) + "\n" + json.dumps(bad) + "\n")
     with pytest.raises(SystemExit, match=r"s2s.jsonl:2: not an S2S record"):
         W.write_given_replies(tmp_path / "data", lists)
+    (train / "s2s.jsonl").write_text(json.dumps(recs[0]) + "\n[1, 2]\n")  # JSON, but not a record
+    with pytest.raises(SystemExit, match=r"s2s.jsonl:2: not an S2S record"):
+        W.write_given_replies(tmp_path / "data", lists)
     (train / "s2s.jsonl").write_text(json.dumps(recs[0]) + "\n")
     with pytest.raises(SystemExit, match="no other reply in its language"):
         W.write_given_replies(tmp_path / "data", lists)

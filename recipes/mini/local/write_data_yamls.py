@@ -97,7 +97,7 @@ def write_given_replies(data_dir: Path, out_dir: Path, seed: int = 13) -> int:
     replies: dict[str, dict] = {}  # label -> the record extra fields that go with it
     for n, r in enumerate(records, 1):
         extra = r.get("extra") if isinstance(r, dict) else None
-        if not (isinstance(r.get("txt"), str) and isinstance(extra, dict) and extra.get("speech_token")
+        if not (isinstance(extra, dict) and isinstance(r.get("txt"), str) and extra.get("speech_token")
                 and extra.get("question")):
             raise SystemExit(f"{src}:{n}: not an S2S record with txt, extra.question and extra.speech_token")
         replies.setdefault(r["txt"], {"speech_token": extra["speech_token"], "answer_wav": extra.get("answer_wav"),
