@@ -37,7 +37,7 @@ from osum_echat.generate.processors import AgeForcing, ban, choose, ngram_banned
 from osum_echat.generate.reply import Event, Reply
 from osum_echat.model.batch import Example, Segment, SpeechOutSegment, collate
 from osum_echat.text.prompts import THINK_CLOSE, split_think
-from osum_echat.text.tokenizer import SpecialIds
+from osum_echat.text.tokenizer import SpecialIds, encode
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class RowState:
     text_ids: list[int] = field(default_factory=list)  # generated text ids (im_end included)
     speech_ids: list[int] = field(default_factory=list)  # generated speech ids (boundaries incl.)
     boundaries: int = 0
+    spoken_tokens: int = 0  # text tokens the speech says: the answer after the think (S2S)
     age_done: bool = False
     done: bool = False
     stop_reason: str = ""
@@ -164,15 +165,24 @@ class Decoder:
 
     def _speech_full(self, s: RowState) -> bool:
         """The row has as many speech codes as ``policy.max_speech_per_text`` allows for its text:
-        the text tokens generated before the speech (think included, end id not), else (TTS)
-        ``Request.text_tokens``."""
+        the tokens of the answer generated before the speech (the think is not spoken: its
+        tokens do not count), else (TTS) ``Request.text_tokens``."""
         ratio = s.req.policy.max_speech_per_text
         if ratio <= 0:
             return False
-        text = max(len(s.text_ids) - 1, 0) or s.req.text_tokens
+        text = s.spoken_tokens or s.req.text_tokens
         # the opening boundary is in speech_ids unless the prompt carried it (TTS)
         codes = len(s.speech_ids) - s.boundaries + int(s.req.start_in_speech)
         return text > 0 and codes >= ratio * text
+
+    def _spoken_tokens(self, s: RowState) -> int:
+        """Text tokens of the answer the speech will say: the generated text (end id not
+        counted), or with a think only the answer after it (re-encoded once per row)."""
+        ids = s.text_ids[:-1]
+        if s.req.policy.max_speech_per_text <= 0:
+            return len(ids)
+        think, answer = split_think(self.tok.decode(ids, skip_special_tokens=True))
+        return max(len(encode(self.tok, answer.strip())), 1) if think else len(ids)
 
     def text_end(self, req: Request) -> int:
         return self.ids.im_end if req.text_end is None else req.text_end
@@ -185,6 +195,7 @@ class Decoder:
             if token == self.text_end(s.req):
                 if s.req.speech_out:
                     s.phase = SPEECH
+                    s.spoken_tokens = self._spoken_tokens(s)
                 else:
                     s.done, s.stop_reason = True, "text_end"
         else:

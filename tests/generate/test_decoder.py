@@ -237,6 +237,26 @@ def test_speech_per_text_limit(tiny_tokenizer, wav, force_im_end):
     t = capped.speak(text, processors=[no_end])
     assert t.stop_reason == "speech_end" and len(t.speech_codes) == 2 * n_text
     assert len(free.speak(text, processors=[no_end]).speech_codes) > 2 * n_text
+    # with a think, only the answer after it is spoken: its tokens bound the speech
+    from osum_echat.text.tokenizer import encode
+
+    answer = "fine, thank you"
+    forced = encode(tiny_tokenizer, "<think>the user sounds sad and old, answer gently<think end>" + answer)
+    forced.append(capped.decoder.ids.im_end)
+    long = make_bot(tiny_tokenizer, GREEDY + ["generate.max_new_tokens=400", "generate.s2s.max_speech_per_text=4"])
+
+    def say(state, logits):
+        if state.phase == "text":
+            out = torch.full_like(logits, float("-inf"))
+            out[forced[len(state.text_ids)]] = 0.0
+            return out
+        return logits
+
+    r = long.s2s(wav, think=True, processors=[say, no_end])
+    assert r.think and r.text == answer and len(r.text_ids) == len(forced) - 1
+    n_answer = len(encode(tiny_tokenizer, answer))
+    assert n_answer < len(forced) - 1
+    assert r.stop_reason == "speech_end" and len(r.speech_codes) == 4 * n_answer
     with pytest.raises(ValueError, match="max_speech_per_text"):
         make_bot(tiny_tokenizer, ["generate.tts.max_speech_per_text=-1"])
 
