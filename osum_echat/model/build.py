@@ -76,6 +76,7 @@ def build_model(cfg: ModelConfig, apply_trainable: bool = True) -> OsumEChat:
         loss_chunk_size=cfg.loss_chunk_size,
         loss_norm=cfg.loss_norm,
         speech_loss_weight=cfg.speech_loss_weight,
+        speech_input_noise=cfg.speech_input_noise,
         speech_head=cfg.speech_head,
     )
     # flash-attention takes no mask: packed and padded rows run padding-free (varlen)

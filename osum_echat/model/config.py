@@ -118,12 +118,20 @@ class ModelConfig:
     # gradient of an S2S example; < 1 gives the reply text more of it. The loss stays a weighted
     # mean (divided by the summed weights), so its scale does not change with the mix.
     speech_loss_weight: float = 1.0
+    # Training only: the probability with which each speech-code input (the teacher-forced
+    # history of a spoken reply; not the boundary or the input markers) is replaced by another
+    # code input of the same batch, drawn at random, the targets unchanged. Teacher-forced, every history is right,
+    # so a model that fits its codes can still fall apart after its own first wrong code when
+    # it generates; seeing wrong codes in training teaches it to continue. 0 = upstream.
+    speech_input_noise: float = 0.0
 
     def validate(self) -> None:
         if self.loss_norm not in LOSS_NORMS:
             raise ValueError(f"loss_norm: {self.loss_norm!r}; choose from {list(LOSS_NORMS)}")
         if not self.speech_loss_weight > 0:
             raise ValueError(f"speech_loss_weight must be > 0, got {self.speech_loss_weight}")
+        if not 0.0 <= self.speech_input_noise < 1.0:
+            raise ValueError(f"speech_input_noise must be in [0, 1), got {self.speech_input_noise}")
         bad = [p for p in self.trainable if p not in TRAINABLE_PARTS]
         if bad:
             raise ValueError(f"trainable: unknown part(s) {bad}; choose from {list(TRAINABLE_PARTS)}")

@@ -50,6 +50,7 @@ class OsumEChat(nn.Module):
         self, encoder: nn.Module, down_sample_2: nn.Module, speech_transformer: nn.Module,
         speech_llama_proj: nn.Linear, llm: nn.Module, speech_token_num: int, loss_chunk_size: int = 512,
         loss_norm: str = "token", speech_head: bool = True, speech_loss_weight: float = 1.0,
+        speech_input_noise: float = 0.0,
     ):
         super().__init__()
         self.encoder = encoder
@@ -69,6 +70,7 @@ class OsumEChat(nn.Module):
             raise ValueError(f"loss_norm: {loss_norm!r}; choose from {list(LOSS_NORMS)}")
         self.loss_norm = loss_norm
         self.speech_loss_weight = float(speech_loss_weight)
+        self.speech_input_noise = float(speech_input_noise)  # training only (ModelConfig)
         self.encoder_cache: EncoderCache | None = None  # enable_encoder_cache(); not in the state dict
         # True with flash-attention: rows run padding-free with sequence boundaries (model/packing.py)
         self.varlen_attention = False
@@ -144,6 +146,21 @@ class OsumEChat(nn.Module):
     def embed_speech_ids(self, ids: torch.Tensor) -> torch.Tensor:
         return self.speech_token_emded(ids)
 
+    def noisy_codes(self, ids: torch.Tensor) -> torch.Tensor:
+        """``ids`` (speech-table inputs) with each code (< the boundary) replaced, with
+        probability ``speech_input_noise``, by one of the codes of ``ids`` drawn uniformly: the
+        batch's own code distribution, so a codec that uses part of the table (the mini codec's
+        256 of 4096) gets plausible wrong codes, not never-trained rows. The boundary and the
+        input markers are kept. Draws from the global torch RNG, so a seeded run repeats."""
+        pos = torch.nonzero(ids < self.speech_ids.boundary, as_tuple=True)[0]
+        if pos.numel() < 2:
+            return ids
+        hit = pos[torch.rand(pos.shape, device=ids.device) < self.speech_input_noise]
+        src = pos[torch.randint(pos.numel(), hit.shape, device=ids.device)]
+        out = ids.clone()
+        out[hit] = ids[src]
+        return out
+
     # ------------------------------------------------------------------ assembly
     def embed_inputs(self, batch: Batch) -> torch.Tensor:
         """Per-position input embeddings (B, L, H) from the batch layout."""
@@ -155,7 +172,10 @@ class OsumEChat(nn.Module):
             emb = emb.index_put(torch.nonzero(text, as_tuple=True), self.embed_tokens(ids[text]).to(dtype))
         speech = kinds == SPEECH
         if speech.any():
-            emb = emb.index_put(torch.nonzero(speech, as_tuple=True), self.speech_token_emded(ids[speech]).to(dtype))
+            speech_ids = ids[speech]
+            if self.training and self.speech_input_noise > 0:
+                speech_ids = self.noisy_codes(speech_ids)
+            emb = emb.index_put(torch.nonzero(speech, as_tuple=True), self.speech_token_emded(speech_ids).to(dtype))
         if batch.audio_slots.numel():
             if batch.wavs is not None:  # data.features_on_device: log-mel here, in one call
                 batch = batch.to(ids.device).featurize()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from osum_echat.model.batch import (Example, SpeechInSegment, SpeechOutSegment, TextSegment, collate,
+from osum_echat.model.batch import (SPEECH, Example, SpeechInSegment, SpeechOutSegment, TextSegment, collate,
                                     example_length, speech_embed_length)
 from osum_echat.model.build import build_model, count_parameters
 from osum_echat.model.loss import joint_cross_entropy, reference_joint_cross_entropy
@@ -263,3 +263,37 @@ def test_speech_loss_weight_weighs_code_targets(tiny_model_cfg):
         assert g < 0.8 * plain.speech_head.weight.grad.norm().item()  # codes pull less
     with pytest.raises(ValueError, match="speech_loss_weight"):
         dataclasses.replace(tiny_model_cfg, speech_loss_weight=0.0).validate()
+
+
+def test_speech_input_noise_corrupts_code_inputs_in_training_only(tiny_model_cfg):
+    """speech_input_noise replaces code inputs (never the boundary or the input markers) at
+    about its rate, in train mode only; the targets stay the clean codes."""
+    import dataclasses
+
+    cfg = dataclasses.replace(tiny_model_cfg, speech_input_noise=0.3)
+    torch.manual_seed(0)
+    m = build_model(cfg)
+    bnd = m.speech_ids.boundary
+    used = torch.arange(0, 1000, 4)  # a codec that uses 250 of the table's codes
+    ids = torch.cat([used[torch.randint(0, 250, (20000,))],
+                     torch.tensor([bnd, m.speech_ids.input_bos, m.speech_ids.input_eos] * 100)])
+    noisy = m.noisy_codes(ids)
+    changed = (noisy != ids)[:20000].float().mean().item()
+    assert 0.3 * (1 - 1 / 250) - 0.02 < changed < 0.3 + 0.02
+    assert torch.equal(noisy[20000:], ids[20000:])  # boundary and markers kept
+    assert bool(torch.isin(noisy[:20000], used).all())  # replacements are codes of the batch
+
+    plain = build_model(tiny_model_cfg)
+    plain.load_state_dict(m.state_dict())
+    b = collate([example(key="a", text=(4, 5, 6), codes=tuple(range(7, 37)))], 2048)
+    m.eval(), plain.eval()
+    with torch.no_grad():
+        assert torch.equal(m.embed_inputs(b), plain.embed_inputs(b))  # eval: no noise
+        m.train()
+        emb, ref = m.embed_inputs(b), plain.embed_inputs(b)
+    diff = (emb != ref).any(-1)
+    assert bool(diff.any()) and bool((b.kinds[diff] == SPEECH).all())  # only speech inputs differ
+    with torch.no_grad():
+        assert torch.equal(m(b)["num_speech"], plain(b)["num_speech"])  # targets unchanged
+    with pytest.raises(ValueError, match="speech_input_noise"):
+        dataclasses.replace(tiny_model_cfg, speech_input_noise=1.0).validate()
