@@ -57,7 +57,7 @@ warmup_adapter_lr=0.1       # the adapter's learning-rate scale in the warm-up (
                             # off sooner but lost the voice: gender 88 %, age 39 % in run 12, README round 5)
 steps1=""                   # training steps per stage (empty: the stage YAML / quick defaults)
 steps2=""
-steps3=""
+steps3=""                   # full run: 500 since round 9 (400 before; the S2S+think replies follow their think better, README item 39)
 harness_per_task=""         # understanding items per task (asr/gender/age/emotion) in stage 6
 harness_echat=""            # EChat-style items in stage 6
 harness_judge=""            # a local Hugging Face causal LM folder used as a second judge (optional)
@@ -86,7 +86,7 @@ if [ "$quick" = true ]; then
   stage1_opts=(train.warmup_steps=10)  # the stage-1 YAML warms up over 60 steps
   : "${harness_per_task:=3}" "${harness_echat:=6}"
 else
-  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=900}" "${asr_steps:=600}" "${asr_extra_steps:=0}" "${steps1a:=450}" "${steps1:=850}" "${steps2:=600}" "${steps3:=400}"
+  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=900}" "${asr_steps:=600}" "${asr_extra_steps:=0}" "${steps1a:=450}" "${steps1:=850}" "${steps2:=600}" "${steps3:=500}"
   : "${harness_per_task:=40}" "${harness_echat:=30}"
   stage1_opts=()
 fi
