@@ -120,9 +120,10 @@ class ModelConfig:
     speech_loss_weight: float = 1.0
     # Training only: the probability with which each speech-code input (the teacher-forced
     # history of a spoken reply; not the boundary or the input markers) is replaced by another
-    # code input of the same batch, drawn at random, the targets unchanged. Teacher-forced, every history is right,
-    # so a model that fits its codes can still fall apart after its own first wrong code when
-    # it generates; seeing wrong codes in training teaches it to continue. 0 = upstream.
+    # code input of the same batch, drawn at random, the targets unchanged. Teacher-forced, every
+    # history is right, so a model that fits its codes may fall apart after its own first wrong
+    # code when it generates; wrong codes in training are meant to teach it to continue (no gain
+    # in the mini recipe: docs/training.md). 0 = upstream.
     speech_input_noise: float = 0.0
 
     def validate(self) -> None:
