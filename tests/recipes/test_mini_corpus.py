@@ -164,6 +164,9 @@ def test_think_following_is_opt_in(corpus, tmp_path):
     assert "think_following" not in plain["3"] and plain["2"] == with_cf["2"]
     assert with_cf["3"]["think_following"]["path"].endswith("train/think_cf.jsonl")
     assert with_cf["3"]["s2s_think_following"]["family"] == "s2s"
+    # listed twice as often as the real think records of their family
+    assert with_cf["3"]["think_following"]["weight"] == 2 * plain["3"]["think_chat"]["weight"]
+    assert with_cf["3"]["s2s_think_following"]["weight"] == 2 * plain["3"]["s2s_think"]["weight"]
     assert {k: v for k, v in with_cf["3"].items() if "following" not in k} == plain["3"]
 
 
@@ -320,3 +323,45 @@ def test_given_reply_copies(corpus, tmp_path):
     (train / "s2s.jsonl").write_text(json.dumps(recs[0]) + "\n")
     with pytest.raises(SystemExit, match="no other reply in its language"):
         W.write_given_replies(tmp_path / "data", lists)
+
+
+def test_think_probe_scores_following(corpus):
+    """think_probe.py: the reply each think calls for, the other think, and 'follows its own
+    think' (a reply that follows a wrong think counts, a think naming nothing does not)."""
+    P = importlib.import_module("think_probe")
+    rec = {"key": "u-s2sthink", "extra": {"question": "你好吗", "q_emotion": "<SAD>", "age": "<OLD>",
+                                          "gender": "<MALE>", "depends": "emotion"}}
+    assert P.wanted_reply(rec, "sad", "old") == "别难过我很好谢谢"
+    assert P.wanted_reply(rec, "neutral", "old") == "我很好谢谢"
+    assert P.think_attributes("你好吗<OLD><MALE><HAPPY>") == ("happy", "old")
+    assert P.think_attributes("你好吗") == (None, None)
+    import random
+    for seed in range(5):  # the attribute the reply depends on changes, the other one stays
+        emo, age = P.other_think(rec, random.Random(seed))
+        assert emo != "sad" and age == "old"
+        emo, age = P.other_think(dict(rec, extra=dict(rec["extra"], depends="age")), random.Random(seed))
+        assert emo == "sad" and age != "old"
+    recs = [dict(rec, key=f"{k}-s2sthink") for k in "abc"]
+    think = {"a-s2sthink": "你好吗<OLD><MALE><HAPPY>", "b-s2sthink": "你好吗<OLD><MALE><SAD>", "c-s2sthink": "你好吗"}
+    text = {"a-s2sthink": "太好了我很好谢谢", "b-s2sthink": "我很好谢谢", "c-s2sthink": "我很好谢谢"}
+    got = P.follows_own(recs, think, text)
+    assert got["n"] == 3 and abs(got["accuracy"] - 1 / 3) < 1e-9  # a: follows (wrong) think; b: not; c: no think
+
+
+def test_think_probe_forces_the_think(corpus, tiny_tokenizer):
+    """The probe's processor makes a (random) model begin its reply with the forced think."""
+    P = importlib.import_module("think_probe")
+    sys.path.insert(0, str(LOCAL.parents[2] / "tests" / "generate"))
+    try:
+        from gen_helpers import make_bot
+    finally:
+        sys.path.remove(str(LOCAL.parents[2] / "tests" / "generate"))
+    from osum_echat.text.tokenizer import encode
+
+    bot = make_bot(tiny_tokenizer, ["generate.max_new_tokens=24"])
+    req = bot.request(bot.sample("t2t", text="hello world"))
+    ids = encode(bot.tok, "<think>hello world<think end>")
+    forced = bot.decoder.generate([req], processors=[P.force_processor({req.key: ids})])[0]
+    assert forced.think == "hello world"
+    plain = bot.decoder.generate([bot.request(bot.sample("t2t", text="hello world"))])[0]
+    assert plain.think != "hello world"  # a random model does not write that think by itself

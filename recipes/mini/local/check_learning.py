@@ -29,6 +29,12 @@ ROWS = [("asr_cer", "ASR CER (held-out voices) ↓", "cer"), ("asr_wer", "ASR WE
         ("s2sthink_exact", "S2S+think (empathetic) reply text exact match", "accuracy"),
         ("s2s_exact_dependent", "S2S reply text exact match, replies that depend on emotion/age", "accuracy"),
         ("s2sthink_exact_dependent", "S2S+think reply text exact match, replies that depend on emotion/age",
+         "accuracy"),
+        # think_probe.py: does the S2S+think reply follow its think (the same dependent records)?
+        ("s2sthink_follows", "S2S+think: the reply is the one its own think calls for (dependent replies)",
+         "accuracy"),
+        ("s2sthink_forced_true", "S2S+think, think forced to the speaker's emotion/age: reply right", "accuracy"),
+        ("s2sthink_forced_other", "S2S+think, think forced to another emotion/age group: reply follows it",
          "accuracy")]
 
 
