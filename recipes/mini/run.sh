@@ -57,7 +57,7 @@ warmup_adapter_lr=0.1       # the adapter's learning-rate scale in the warm-up (
                             # off sooner but lost the voice: gender 88 %, age 39 % in run 12, README round 5)
 steps1=""                   # training steps per stage (empty: the stage YAML / quick defaults)
 steps2=""
-steps3=""                   # full run: 500 since round 9 (400 before; the S2S+think replies follow their think better, README item 39)
+steps3=""                   # full run: 600 since round 10 (500 in round 9, 400 before; README items 39 and 43)
 harness_per_task=""         # understanding items per task (asr/gender/age/emotion) in stage 6
 harness_echat=""            # EChat-style items in stage 6
 harness_judge=""            # a local Hugging Face causal LM folder used as a second judge (optional)
@@ -69,9 +69,11 @@ warmup_age=true             # the stage-1 ASR warm-up also trains the <TRANSCRIB
 given_reply=0               # > 0: stages 2-3 also train this many copies of the S2S records that speak
                             # another reply, its text given (no loss) and its codes learnt (README round 8);
                             # takes effect when stage 1 runs
-think_following=false       # true: stage 1 writes the think-following copies (think_following.py) and
-                            # stage 3 trains them too (an experiment, README); takes effect when
-                            # stage 1 runs (delete $data/.stage1.done to redo it)
+think_following=true        # stage 1 writes the think-following copies (think_following.py) and stage 3
+                            # trains them, twice the weight of the real think records: without them the
+                            # S2S+think reply read the speaker from the audio, not from its think (README
+                            # round 10; false: rounds 1-9); takes effect when stage 1 runs (delete
+                            # $data/.stage1.done to redo it)
 seed=""                     # training seed (encoder pre-training, every stage's model and data order;
                             # empty: the defaults). The corpus stays the same: reruns with another
                             # seed measure the run-to-run spread of training alone
@@ -86,7 +88,7 @@ if [ "$quick" = true ]; then
   stage1_opts=(train.warmup_steps=10)  # the stage-1 YAML warms up over 60 steps
   : "${harness_per_task:=3}" "${harness_echat:=6}"
 else
-  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=900}" "${asr_steps:=600}" "${asr_extra_steps:=0}" "${steps1a:=450}" "${steps1:=850}" "${steps2:=600}" "${steps3:=500}"
+  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=900}" "${asr_steps:=600}" "${asr_extra_steps:=0}" "${steps1a:=450}" "${steps1:=850}" "${steps2:=600}" "${steps3:=600}"
   : "${harness_per_task:=40}" "${harness_echat:=30}"
   stage1_opts=()
 fi
@@ -240,6 +242,11 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     else
       log "no $exp/reply_asr.pt (written by the encoder pre-training of stage 2): spoken replies not scored"
     fi
+  fi
+  if [ "$think_style" = language ]; then  # does the S2S+think reply follow its think? (forced thinks, README item 41)
+    $python $local/think_probe.py --decode_dir "$exp/eval/trained" --config "$exp/stage3/train.yaml" \
+      --checkpoint "$exp/stage3/final.pt" --tokenizer "$tok" --device "$device" --threads "$torch_threads" \
+      --batch_size "$decode_batch"
   fi
   [ -f "$exp/untrained.pt" ] || $python $local/init_random.py --config "$exp/stage3/train.yaml" --out "$exp/untrained.pt"
   evaluate untrained "$exp/untrained.pt" "$untrained_tasks" generate.max_new_tokens=40

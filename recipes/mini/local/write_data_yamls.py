@@ -160,13 +160,15 @@ def stage_entries(d: Path, think_following: bool = False, lists: Path | None = N
     # followed the think's emotion in 40-60 % of the replies that depend on it; README)
     s3 = {**s2, "think_chat": e(d / "train/think.jsonl", "s2t", 6),
           "s2s_think": e(d / "train/s2sthink.jsonl", "s2s", 2)}
-    # opt-in (run.sh --think_following true): think-following copies (think_following.py: the
+    # --think_following (run.sh: on since round 10): think-following copies (think_following.py: the
     # think names another emotion / age group, the reply follows it, the think carries no loss),
-    # as many as the real speaker-dependent think examples; in three stage-3 seeds they did not
-    # make S2S+think beat S2S on the speaker-dependent replies (README)
+    # listed twice as often as the real think records. Without them the reply read the speaker
+    # from the audio and followed a think forced to another emotion / age group in 8-14 % of the
+    # speaker-dependent test records; at the real records' weight in 50 %, twice it in 81-92 %
+    # (three times it: ASR CER 14 -> 32 %); README rounds 3 and 10
     if think_following:
-        s3.update(think_following=e(d / "train/think_cf.jsonl", "s2t", 6),
-                  s2s_think_following=e(d / "train/s2sthink_cf.jsonl", "s2s", 2))
+        s3.update(think_following=e(d / "train/think_cf.jsonl", "s2t", 12),
+                  s2s_think_following=e(d / "train/s2sthink_cf.jsonl", "s2s", 4))
     return {"1_asr": s1a, "1": s1, "2": s2, "3": s3}
 
 
