@@ -99,10 +99,12 @@ def force_processor(ids_of: dict[str, list[int]]):
     (each forced token the only one allowed in turn); the rest is decoded as usual."""
     import torch
 
+    from osum_echat.generate.decoder import TEXT
+
     def force(state, logits):
         ids = ids_of.get(state.req.key, ())
         k = len(state.text_ids)
-        if state.phase == "text" and k < len(ids):
+        if state.phase == TEXT and k < len(ids):
             only = torch.full_like(logits, float("-inf"))
             only[..., ids[k]] = 0.0
             return logits + only
@@ -125,7 +127,7 @@ def forced(records: list[dict], a: argparse.Namespace) -> dict[str, dict]:
         raise SystemExit(f"think_probe: think_style {bot.cfg.text.think_style!r} is not probed (language only)")
     by_key = {r["key"]: r for r in records}
     rng = random.Random(a.seed)
-    jobs = []  # (mode, record, request, forced ids, wanted reply)
+    jobs = []  # (mode: true | other, request, forced think ids, the reply that think calls for)
     cfg = bot.cfg.data
     for item in iter_items(str(Path(a.decode_dir) / "test.jsonl"), cfg.path_prefix_map, "raw"):
         r = by_key.get(item.sample.key)
@@ -174,6 +176,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
     d = Path(a.decode_dir)
+    if not (d / "test.jsonl").is_file():
+        raise SystemExit(f"think_probe: no {d / 'test.jsonl'} (the decoded list of stage 5)")
     records = dependent_records(d)
     if not records:
         print(f"think_probe: no speaker-dependent S2S+think records in {d / 'test.jsonl'}")
