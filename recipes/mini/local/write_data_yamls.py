@@ -163,9 +163,9 @@ def stage_entries(d: Path, think_following: bool = False, lists: Path | None = N
     # --think_following (run.sh: on since round 10): think-following copies (think_following.py: the
     # think names another emotion / age group, the reply follows it, the think carries no loss),
     # listed twice as often as the real think records. Without them the reply read the speaker
-    # from the audio and followed a think forced to another emotion / age group in 8-14 % of the
-    # speaker-dependent test records; at the real records' weight in 50 %, twice it in 81-92 %
-    # (three times it: ASR CER 14 -> 32 %); README rounds 3 and 10
+    # from the audio and followed a think forced to another emotion / age group in 12-14 % of the
+    # speaker-dependent test records; at the real records' weight in 47 %, twice it in 81-94 %
+    # (three times it, one run: ASR CER 14 -> 32 %); README rounds 3 and 10
     if think_following:
         s3.update(think_following=e(d / "train/think_cf.jsonl", "s2t", 12),
                   s2s_think_following=e(d / "train/s2sthink_cf.jsonl", "s2s", 4))
