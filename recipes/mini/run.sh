@@ -6,9 +6,11 @@
 #   2 stage 1     encoder pre-training (CTC + attribute heads: the mini "pretrained Whisper"),
 #                 an ASR warm-up, then understanding: ASR + gender/age/emotion tags + text chat
 #   3 stage 2     generation: TTS + speech-to-speech replies (+ replay), init from stage 1
-#   4 stage 3     empathy: think chat (CoT) + empathetic S2S (+ replay), init from stage 2
+#   4 stage 3     empathy: think chat (CoT) + empathetic S2S (+ think-following copies, replay),
+#                 init from stage 2
 #   5 eval        decode + score every task; WAVs through the mini codec, transcribed by the CTC
-#                 reply ASR of stage 2a (spoken-reply CER, text-speech consistency); results.md/json;
+#                 reply ASR of stage 2a (spoken-reply CER, text-speech consistency); does the S2S+think
+#                 reply follow its think (think_probe.py: forced thinks); results.md/json;
 #                 check that the model beats an untrained one (exit 1 if not)
 #   6 harness     python -m osum_echat.bin.evaluate: understanding (ASR + tags) and echat (EChat-style
 #                 items of the test voices, S2S + think, replies through the mini codec) with the rule

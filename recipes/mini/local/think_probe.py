@@ -14,8 +14,9 @@ depends on the speaker (``extra.depends`` emotion or age), added to ``DIR/result
 A reply that reads the speaker from the audio and not from its think scores the first two like
 plain S2S and the third near 0; a reply that follows its think scores the third like the second.
 Forcing: every text token of ``<think>..<think end>`` is the only one allowed in turn, then the
-reply is decoded greedily (text only: the speech of S2S follows the text). Only the language
-think style (``what should i eat<CHILD><FEMALE><SAD>``) is probed.
+reply is decoded with the S2S policy of the config (greedy in the mini recipe; text only: the
+speech of S2S follows the text). Only the language think style
+(``what should i eat<CHILD><FEMALE><SAD>``) is probed.
 """
 
 from __future__ import annotations
