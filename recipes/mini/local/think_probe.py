@@ -35,14 +35,17 @@ import vocab as V  # noqa: E402
 from make_corpus import answer_of  # noqa: E402
 from think_following import question_index  # noqa: E402
 
+from osum_echat.eval.score import read_kv  # noqa: E402
+from osum_echat.eval.wer import normalize_for_scoring  # noqa: E402
+
 TAG_EMOTION = {t: e for e, t in V.EMOTION_TAG.items()}
 TAG_AGE = {t: a for a, t in V.AGE_TAG.items()}
 TAG_GENDER = {t: g for g, t in V.GENDER_TAG.items()}
 
 
 def norm(text: str) -> str:
-    """Reply text without tags and spaces (what exact match compares)."""
-    return re.sub(r"<[^>]*>", "", text).replace(" ", "")
+    """Reply text as the exact-match scoring compares it, without the tags."""
+    return normalize_for_scoring(text)
 
 
 def think_attributes(think: str) -> tuple[str | None, str | None]:
@@ -156,15 +159,6 @@ def forced(records: list[dict], a: argparse.Namespace) -> dict[str, dict]:
 
 
 
-def read_kv(path: Path) -> dict[str, str]:
-    out = {}
-    if path.is_file():
-        for ln in path.read_text(encoding="utf-8").splitlines():
-            k, _, v = ln.partition("\t")
-            out[k] = v
-    return out
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--decode_dir", required=True)
@@ -183,6 +177,9 @@ def main() -> None:
     if not records:
         print(f"think_probe: no speaker-dependent S2S+think records in {d / 'test.jsonl'}")
         return
+    for name in ("think", "text"):
+        if not (d / name).is_file():
+            raise SystemExit(f"think_probe: no {d / name} (the decode of stage 5)")
     out = {"s2sthink_follows": follows_own(records, read_kv(d / "think"), read_kv(d / "text"))}
     out.update(forced(records, a))
     res_path = d / "results.json"
