@@ -5,6 +5,8 @@
 #   OSUM_VENV=DIR      where to create the virtual environment (default: <repo>/.venv)
 #   OSUM_NO_VENV=1     use the active interpreter as is (you manage the packages)
 #   OSUM_NO_APT=1      never call apt-get
+#   OSUM_MIN_FREE_GB=N free disk space the new environment needs (default 8: torch 2.14.1 is a
+#                      CUDA build, ~6.5 GB installed); checked before a new one is made
 # The active interpreter is used without a venv when it already satisfies every pin.
 
 _osum_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +31,12 @@ for path in sys.argv[1:]:
 PY
 }
 
+_osum_free_gb() {  # $1 = a path (need not exist yet): free GB on the file system that will hold it
+  local dir="$1"
+  while [ ! -d "$dir" ]; do dir="$(dirname "$dir")"; done
+  df -Pk "$dir" | awk 'NR == 2 { printf "%d", $4 / 1048576 }'
+}
+
 _osum_stamp() {
   cat "$_osum_root/requirements.txt" "$_osum_root/requirements-nodeps.txt" | sha256sum | cut -d' ' -f1
 }
@@ -46,6 +54,14 @@ osum_setup_python() {
   local stamp
   stamp="$(_osum_stamp)"
   if [ ! -f "$venv/.osum_stamp" ] || [ "$(cat "$venv/.osum_stamp")" != "$stamp" ]; then
+    local need="${OSUM_MIN_FREE_GB:-8}" free
+    free="$(_osum_free_gb "$venv")"
+    if [ ! -d "$venv" ] && [ -n "$free" ] && [ "$free" -lt "$need" ]; then
+      echo "[setup] only $free GB free for $venv; the environment needs about $need GB" \
+           "(torch with its CUDA libraries): free some space, or set OSUM_VENV to a folder on a" \
+           "larger disk (OSUM_MIN_FREE_GB lowers the check)" >&2
+      return 1
+    fi
     echo "[setup] creating the environment in $venv (first use: a few minutes)"
     "$_osum_python" -m venv "$venv" || return 1
     "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
