@@ -5,7 +5,7 @@
 #   OSUM_VENV=DIR      where to create the virtual environment (default: <repo>/.venv)
 #   OSUM_NO_VENV=1     use the active interpreter as is (you manage the packages)
 #   OSUM_NO_APT=1      never call apt-get
-#   OSUM_MIN_FREE_GB=N free disk space the new environment needs (default 8: torch 2.14.1 is a
+#   OSUM_MIN_FREE_GB=N free disk space the new environment needs (default 7: torch 2.14.1 is a
 #                      CUDA build, ~6.5 GB installed); checked before a new one is made
 # The active interpreter is used without a venv when it already satisfies every pin.
 
@@ -54,7 +54,7 @@ osum_setup_python() {
   local stamp
   stamp="$(_osum_stamp)"
   if [ ! -f "$venv/.osum_stamp" ] || [ "$(cat "$venv/.osum_stamp")" != "$stamp" ]; then
-    local need="${OSUM_MIN_FREE_GB:-8}" free
+    local need="${OSUM_MIN_FREE_GB:-7}" free
     free="$(_osum_free_gb "$venv")"
     if [ ! -d "$venv" ] && [ -n "$free" ] && [ "$free" -lt "$need" ]; then
       echo "[setup] only $free GB free for $venv; the environment needs about $need GB" \
