@@ -48,7 +48,10 @@ eval_tasks=asr,gender,age,emotion,chat,think,t2t,s2s,s2sthink,tts
 untrained_tasks=asr,gender         # the untrained baseline (it scores 0 % on every tag task)
 enc_steps=""                # CTC encoder pre-training steps (empty: quick / full default)
 asr_steps=""                # more steps of it on users + assistant replies: the model's encoder and the reply ASR
-asr_extra_steps=""          # then a copy reads on for the reply ASR only (default 0: the model's encoder gets every step)
+asr_extra_steps=""          # then a copy reads on for the reply ASR only (the model's encoder is written before;
+                            # full 150 since round 11, quick 0): the ASR's own steps, the model is the same
+asr_extra_fresh=3           # ... on this many new codec round trips per reply (phases the reply phase never saw)
+asr_extra_user_every=3      # ... and every 3rd user utterance (README item 46: ceiling 14-18 % -> 9-13 %, ~65 s)
 roundtrip_copies=3          # codec round trips of each reply in those steps (Griffin-Lim from a random phase: each
                             # copy differs; 6-8 halve the reply ASR's ceiling, README round 5, at ~20-35 s more)
 roundtrip_pool=0            # > roundtrip_copies: decode this many round trips of each reply and train
@@ -90,7 +93,7 @@ if [ "$quick" = true ]; then
   stage1_opts=(train.warmup_steps=10)  # the stage-1 YAML warms up over 60 steps
   : "${harness_per_task:=3}" "${harness_echat:=6}"
 else
-  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=900}" "${asr_steps:=600}" "${asr_extra_steps:=0}" "${steps1a:=450}" "${steps1:=850}" "${steps2:=600}" "${steps3:=600}"
+  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=900}" "${asr_steps:=600}" "${asr_extra_steps:=150}" "${steps1a:=450}" "${steps1:=850}" "${steps2:=600}" "${steps3:=600}"
   : "${harness_per_task:=40}" "${harness_echat:=30}"
   stage1_opts=()
 fi
@@ -181,16 +184,21 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
   # conf/base.yaml) and the LLM learn to read it on ASR alone (a task mixture from the start learns the tags, never the words;
   # recipes/mini/README.md has the experiments), then the full stage-1 mixture.
   if [ ! -f "$exp/encoder_init.pt" ]; then
-    log "stage 2: encoder pre-training (CTC + gender/age/emotion heads), $enc_steps steps; reply ASR, $asr_steps more"
+    log "stage 2: encoder pre-training (CTC + gender/age/emotion heads), $enc_steps steps; reply ASR, $asr_steps more (+ $(( asr_steps > 0 ? asr_extra_steps : 0 )) of its own)"
     # then encoder + CTC head train $asr_steps more steps on the users and the assistant's replies
     # (+ $roundtrip_copies codec round trips of each): the model's encoder (frozen from here on) and, with its CTC
     # head, the reply ASR that scores the spoken replies in stage 5 (reply_asr.py; it shares the
     # encoder with the model, not the LLM that makes the replies)
+    extra_steps=$(( asr_steps > 0 ? asr_extra_steps : 0 )); extra_opts=()
+    if [ "$extra_steps" -gt 0 ]; then
+      extra_opts=(--asr_extra_fresh "$asr_extra_fresh" --asr_extra_user_every "$asr_extra_user_every")
+    fi
     $python $local/pretrain_encoder.py --config $conf_dir/stage1_understanding.yaml \
       --utts "$data/train/utts.jsonl" --dev "$data/dev/utts.jsonl" --out "$exp/encoder_init.pt.tmp" \
       --assistant "$data/assistant.jsonl" --codec "$codec" --roundtrip_copies "$roundtrip_copies" \
       --roundtrip_pool "$roundtrip_pool" --asr_steps "$asr_steps" \
-      --asr_out "$exp/reply_asr.pt" --shared_asr --asr_extra_steps "$(( asr_steps > 0 ? asr_extra_steps : 0 ))" --steps "$enc_steps" \
+      --asr_out "$exp/reply_asr.pt" --shared_asr --asr_extra_steps "$extra_steps" \
+      ${extra_opts[@]+"${extra_opts[@]}"} --steps "$enc_steps" \
       --threads "$nj" ${encoder_seed[@]+"${encoder_seed[@]}"} "${common_overrides[@]}"
     mv "$exp/encoder_init.pt.tmp" "$exp/encoder_init.pt"
   fi

@@ -182,6 +182,25 @@ def test_pretrain_encoder_trains_replies_and_writes_the_reply_asr(tmp_path, caps
     extra, asr4 = torch.load(tmp_path / "extra.pt"), RA.ReplyAsr(tmp_path / "asr4.pt")
     assert all(torch.equal(extra[k], joint[k]) for k in joint)
     assert not torch.equal(asr4.encoder.state_dict()["after_norm.weight"], extra["encoder.after_norm.weight"])
+    # + --asr_extra_fresh / --asr_extra_user_every: the copy's own items (every 2nd user, the 3
+    # replies, 2 new round trips of each); the model's encoder is still the joint one
+    log = run("fresh", *replies_opts, "--asr_steps", "2", "--shared_asr", "--asr_extra_steps", "2",
+              "--asr_extra_fresh", "2", "--asr_extra_user_every", "2", "--asr_out", str(tmp_path / "asr5.pt"))
+    assert "[asr+] 11 train (9 assistant)" in log and "[asr+] step 2/2" in log
+    fresh, asr5 = torch.load(tmp_path / "fresh.pt"), RA.ReplyAsr(tmp_path / "asr5.pt")
+    assert all(torch.equal(fresh[k], joint[k]) for k in joint)
+    assert not torch.equal(asr5.encoder.state_dict()["after_norm.weight"], asr4.encoder.state_dict()["after_norm.weight"])
+    args = PE.parse_args(["--config", "c", "--utts", "u", "--dev", "d", "--out", "o", "--codec", str(tmp_path / "codec.pt"),
+                          "--asr_extra_fresh", "2", "--roundtrip_copies", "2", "--seed", "5"])
+    orig = PE.read_utts(str(tmp_path / "assistant.jsonl"), 80, {}, attributes=False)
+    phase = PE.round_trip(orig, args.codec, 80, 2, 5)
+    items = PE.extra_items([], {"train orig": orig, "train round trip": phase}, args, 80).epoch(0)
+    assert len(items) == 9 and all(not torch.equal(a[0], b[0]) for a, b in zip(items[3:], phase))  # new phases
+    with pytest.raises(SystemExit, match="shape the --asr_extra_steps"):
+        run("bad", *replies_opts, "--asr_steps", "2", "--shared_asr", "--asr_extra_fresh", "2")
+    with pytest.raises(SystemExit, match="--asr_extra_fresh needs --codec"):
+        run("bad", "--assistant", str(tmp_path / "assistant.jsonl"), "--asr_steps", "2", "--shared_asr",
+            "--asr_extra_steps", "2", "--asr_extra_fresh", "2")
     # --roundtrip_pool: 4 round trips decoded per reply, 2 of them in each epoch's items
     log = run("pooled", *replies_opts, "--roundtrip_pool", "4")
     assert "13 train (9 assistant) / 4 dev" in log and "train round trip (12): CER" in log

@@ -225,6 +225,18 @@ def training_items(users: list, replies: dict[str, list], a) -> EpochItems:
                       pool_size(a), a.roundtrip_copies)
 
 
+def extra_items(users: list, replies: dict[str, list], a, n_mels: int) -> EpochItems:
+    """The reply ASR's own steps: every ``--asr_extra_user_every``-th user, the original replies and
+    ``--asr_extra_fresh`` new round trips of each (phase seeds of their own), all of them every epoch;
+    without fresh ones the reply phase's round trips as they were drawn there."""
+    orig = replies.get("train orig", [])
+    if a.asr_extra_fresh:
+        fresh = round_trip(orig, a.codec, n_mels, a.asr_extra_fresh, a.seed + 2, max(1, a.threads))
+        return EpochItems(users[::a.asr_extra_user_every] + orig, fresh, a.asr_extra_fresh, a.asr_extra_fresh)
+    return EpochItems(users[::a.asr_extra_user_every] + orig, replies.get("train round trip", []),
+                      pool_size(a), a.roundtrip_copies)
+
+
 def train_ctc(encoder: nn.Module, heads: Heads, items: EpochItems, alphabet: dict[str, int], steps: int, lr: float,
               warmup: int, a, rng: random.Random, dev: list, tag: str) -> None:
     """``steps`` AdamW updates (linear warm-up, cosine decay to 5 %) of CTC + attribute losses on
@@ -307,6 +319,14 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--asr_extra_steps", type=int, default=0,
                    help="with --shared_asr: a copy of the encoder trains N more steps on users + replies "
                         "(at half the --asr_lr) for the reply ASR only")
+    # The reply ASR's ceiling (reference codes through the codec, read by it) was 14-18 % after the
+    # shared phase: it had learnt the phases of its own 3 round trips. 150 more steps of a copy on
+    # 3 new round trips per reply and a third of the users: 9-13 % (recipes/mini/README.md, item 46)
+    p.add_argument("--asr_extra_fresh", type=int, default=0,
+                   help="K > 0: the --asr_extra_steps train on K new codec round trips per reply (phases "
+                        "not seen before) instead of the reply phase's")
+    p.add_argument("--asr_extra_user_every", type=int, default=1,
+                   help="M > 1: the --asr_extra_steps keep every M-th user utterance (more reply updates per step)")
     p.add_argument("--shared_asr", action="store_true",
                    help="the --asr_steps train the model's encoder itself (no copy): --out is written after "
                         "both phases and the reply ASR is that encoder + its CTC head (the recipe's choice: "
@@ -323,6 +343,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--roundtrip_pool needs --codec (the round trips to pool)")
     if a.asr_extra_steps and not (a.shared_asr and a.asr_steps):
         raise SystemExit("--asr_extra_steps continues a --shared_asr run: give --shared_asr and --asr_steps N")
+    if (a.asr_extra_fresh or a.asr_extra_user_every != 1) and not a.asr_extra_steps:
+        raise SystemExit("--asr_extra_fresh / --asr_extra_user_every shape the --asr_extra_steps: give --asr_extra_steps N")
+    if a.asr_extra_fresh and not a.codec:
+        raise SystemExit("--asr_extra_fresh needs --codec (the round trips to decode)")
+    if a.asr_extra_fresh < 0 or a.asr_extra_user_every < 1:
+        raise SystemExit("--asr_extra_fresh must be >= 0 and --asr_extra_user_every >= 1")
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -359,7 +385,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[ctc] wrote {a.out} ({a.steps} + {a.asr_steps} steps)")
         if a.asr_extra_steps:  # the reply ASR alone reads on: a copy, the model's encoder stays
             asr_encoder = copy.deepcopy(encoder)
-            train_ctc(asr_encoder, asr_heads, train, alphabet, a.asr_extra_steps, a.asr_lr / 2,
+            extra = extra_items(users, replies, a, n_mels) if (a.asr_extra_fresh or a.asr_extra_user_every > 1) \
+                else train
+            print(f"[asr+] {len(extra)} train ({len(extra) - len(users[::a.asr_extra_user_every])} assistant)",
+                  flush=True)
+            train_ctc(asr_encoder, asr_heads, extra, alphabet, a.asr_extra_steps, a.asr_lr / 2,
                       max(1, a.asr_extra_steps // 10), a, rng, dev, "asr+")
     for name, items in replies.items():
         print(f"[asr] assistant replies, {name} ({len(items)}): {evaluate(asr_encoder, asr_heads, items, alphabet)}",
