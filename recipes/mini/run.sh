@@ -51,7 +51,7 @@ asr_steps=""                # more steps of it on users + assistant replies: the
 asr_extra_steps=""          # then a copy reads on for the reply ASR only (the model's encoder is written before;
                             # full 150 since round 11, quick 0): the ASR's own steps, the model is the same
 asr_extra_fresh=3           # ... on this many new codec round trips per reply (phases the reply phase never saw)
-asr_extra_user_every=3      # ... and every 3rd user utterance (README item 46: ceiling 14-18 % -> 9-13 %, ~65 s)
+asr_extra_user_every=3      # ... and every 3rd user utterance (README item 47: ceiling 14-18 % -> 7-9 %, ~65 s)
 roundtrip_copies=3          # codec round trips of each reply in those steps (Griffin-Lim from a random phase: each
                             # copy differs; 6-8 halve the reply ASR's ceiling, README round 5, at ~20-35 s more)
 roundtrip_pool=0            # > roundtrip_copies: decode this many round trips of each reply and train

@@ -321,7 +321,7 @@ def parse_args(argv: list[str] | None):
                         "(at half the --asr_lr) for the reply ASR only")
     # The reply ASR's ceiling (reference codes through the codec, read by it) was 14-18 % after the
     # shared phase: it had learnt the phases of its own 3 round trips. 150 more steps of a copy on
-    # 3 new round trips per reply and a third of the users: 9-13 % (recipes/mini/README.md, item 46)
+    # 3 new round trips per reply and a third of the users: 7-9 % (recipes/mini/README.md, item 47)
     p.add_argument("--asr_extra_fresh", type=int, default=0,
                    help="K > 0: the --asr_extra_steps train on K new codec round trips per reply (phases "
                         "not seen before) instead of the reply phase's")
