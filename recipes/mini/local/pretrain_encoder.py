@@ -229,12 +229,12 @@ def extra_items(users: list, replies: dict[str, list], a, n_mels: int) -> EpochI
     """The reply ASR's own steps: every ``--asr_extra_user_every``-th user, the original replies and
     ``--asr_extra_fresh`` new round trips of each (phase seeds of their own), all of them every epoch;
     without fresh ones the reply phase's round trips as they were drawn there."""
+    kept = users[::a.asr_extra_user_every]
+    if not a.asr_extra_fresh:
+        return training_items(kept, replies, a)
     orig = replies.get("train orig", [])
-    if a.asr_extra_fresh:
-        fresh = round_trip(orig, a.codec, n_mels, a.asr_extra_fresh, a.seed + 2, max(1, a.threads))
-        return EpochItems(users[::a.asr_extra_user_every] + orig, fresh, a.asr_extra_fresh, a.asr_extra_fresh)
-    return EpochItems(users[::a.asr_extra_user_every] + orig, replies.get("train round trip", []),
-                      pool_size(a), a.roundtrip_copies)
+    fresh = round_trip(orig, a.codec, n_mels, a.asr_extra_fresh, a.seed + 2, max(1, a.threads))
+    return EpochItems(kept + orig, fresh, a.asr_extra_fresh, a.asr_extra_fresh)
 
 
 def train_ctc(encoder: nn.Module, heads: Heads, items: EpochItems, alphabet: dict[str, int], steps: int, lr: float,
@@ -385,8 +385,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[ctc] wrote {a.out} ({a.steps} + {a.asr_steps} steps)")
         if a.asr_extra_steps:  # the reply ASR alone reads on: a copy, the model's encoder stays
             asr_encoder = copy.deepcopy(encoder)
-            extra = extra_items(users, replies, a, n_mels) if (a.asr_extra_fresh or a.asr_extra_user_every > 1) \
-                else train
+            extra = extra_items(users, replies, a, n_mels)
             print(f"[asr+] {len(extra)} train ({len(extra) - len(users[::a.asr_extra_user_every])} assistant)",
                   flush=True)
             train_ctc(asr_encoder, asr_heads, extra, alphabet, a.asr_extra_steps, a.asr_lr / 2,
