@@ -55,7 +55,7 @@ osum_setup_python() {
   stamp="$(_osum_stamp)"
   if [ ! -f "$venv/.osum_stamp" ] || [ "$(cat "$venv/.osum_stamp")" != "$stamp" ]; then
     local need="${OSUM_MIN_FREE_GB:-7}" free
-    free="$(_osum_free_gb "$venv")"
+    free="$(_osum_free_gb "$venv")"  # empty when df cannot tell: no check then, pip reports a full disk
     if [ ! -d "$venv" ] && [ -n "$free" ] && [ "$free" -lt "$need" ]; then
       echo "[setup] only $free GB free for $venv; the environment needs about $need GB" \
            "(torch with its CUDA libraries): free some space, or set OSUM_VENV to a folder on a" \

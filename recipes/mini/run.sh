@@ -184,13 +184,13 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
   # conf/base.yaml) and the LLM learn to read it on ASR alone (a task mixture from the start learns the tags, never the words;
   # recipes/mini/README.md has the experiments), then the full stage-1 mixture.
   if [ ! -f "$exp/encoder_init.pt" ]; then
-    log "stage 2: encoder pre-training (CTC + gender/age/emotion heads), $enc_steps steps; reply ASR, $asr_steps more (+ $(( asr_steps > 0 ? asr_extra_steps : 0 )) of its own)"
+    extra_steps=$(( asr_steps > 0 ? asr_extra_steps : 0 )); extra_opts=()
+    log "stage 2: encoder pre-training (CTC + gender/age/emotion heads), $enc_steps steps; reply ASR, $asr_steps more (+ $extra_steps of its own)"
     # then encoder + CTC head train $asr_steps more steps on the users and the assistant's replies
     # (+ $roundtrip_copies codec round trips of each): the model's encoder (frozen from here on) and, with its CTC
     # head, the reply ASR that scores the spoken replies in stage 5 (reply_asr.py; it shares the
     # encoder with the model, not the LLM that makes the replies)
-    extra_steps=$(( asr_steps > 0 ? asr_extra_steps : 0 )); extra_opts=()
-    if [ "$extra_steps" -gt 0 ]; then
+    if [ "$extra_steps" -gt 0 ]; then  # pretrain_encoder.py refuses these options without extra steps
       extra_opts=(--asr_extra_fresh "$asr_extra_fresh" --asr_extra_user_every "$asr_extra_user_every")
     fi
     $python $local/pretrain_encoder.py --config $conf_dir/stage1_understanding.yaml \
