@@ -40,6 +40,9 @@ conf_dir=recipes/mini/conf
 local=recipes/mini/local
 bpe_vocab=1024              # BPE merges target (the tokenizer adds tags and ChatML specials)
 codec_codes=256             # k-means codebook size of the mini speech codec (< 4096)
+speech_table=release        # the model's speech classes: release (4,097, as OSUM-EChat) | codec (--codec_codes + 1:
+                            # 13-26 % faster stage-2/3 steps, ~1 1/4 min per full run, but --seed 3 missed two
+                            # targets with it; README item 52); every stage and the evaluation must use the same
 think_style=language        # language | tag (the corpus carries the fields of both)
 decode_batch=16
 torch_threads=2             # per process (the loader worker mostly waits on I/O; measured 90 vs 50 samples/s)
@@ -58,8 +61,9 @@ roundtrip_pool=0            # > roundtrip_copies: decode this many round trips o
                             # roundtrip_copies of them per epoch, in turn (the replies' share stays): the
                             # spoken-reply CER fell, but the age group was lost (README round 6)
 steps1a=""                  # stage-1 ASR warm-up steps
-warmup_adapter_lr=0.1       # the adapter's learning-rate scale in the warm-up (as in the stages after it; 0.3 took
-                            # off sooner but lost the voice: gender 88 %, age 39 % in run 12, README round 5)
+warmup_adapter_lr=""        # the adapter's learning-rate scale in the warm-up (empty: full 0.1, as in the stages
+                            # after it; 0.3 took off sooner but lost the voice: gender 88 %, age 39 % in run 12,
+                            # README round 5; quick 1.0: its 30 steps read the voice with more seeds, item 53)
 steps1=""                   # training steps per stage (empty: the stage YAML / quick defaults)
 steps2=""
 steps3=""                   # full run: 600 since round 10 (500 in round 9, 400 before; README items 39 and 43)
@@ -89,11 +93,11 @@ serve_opts=""               # more options of osum_echat.bin.serve, e.g. "--max_
 if [ "$stage" = serve ]; then stage=7; stop_stage=7; fi
 
 if [ "$quick" = true ]; then
-  mode=quick; corpus_opts=(--quick); : "${eval_max_speech:=10}" "${enc_steps:=120}" "${asr_steps:=60}" "${asr_extra_steps:=0}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}"
+  mode=quick; corpus_opts=(--quick); : "${eval_max_speech:=10}" "${enc_steps:=120}" "${asr_steps:=60}" "${asr_extra_steps:=0}" "${steps1a:=30}" "${steps1:=60}" "${steps2:=80}" "${steps3:=80}" "${warmup_adapter_lr:=1.0}"
   stage1_opts=(train.warmup_steps=10)  # the stage-1 YAML warms up over 60 steps
   : "${harness_per_task:=3}" "${harness_echat:=6}"
 else
-  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=900}" "${asr_steps:=600}" "${asr_extra_steps:=150}" "${steps1a:=450}" "${steps1:=850}" "${steps2:=600}" "${steps3:=600}"
+  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=900}" "${asr_steps:=600}" "${asr_extra_steps:=150}" "${steps1a:=450}" "${steps1:=850}" "${steps2:=600}" "${steps3:=600}" "${warmup_adapter_lr:=0.1}"
   : "${harness_per_task:=40}" "${harness_echat:=30}"
   stage1_opts=()
 fi
@@ -154,7 +158,13 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && done_or_run "$data/.stage1.d
 fi
 
 vocab_size=$(cat "$tok/vocab_size" 2>/dev/null || echo 0)
-common_overrides=(text.tokenizer="$tok" model.llm.vocab_size="$vocab_size" text.think_style="$think_style")
+case "$speech_table" in
+  release) speech_classes=4097 ;;
+  codec) speech_classes=$((codec_codes + 1)) ;;  # the codes + the boundary
+  *) echo "run.sh: --speech_table must be release or codec, not '$speech_table'" >&2; exit 1 ;;
+esac
+common_overrides=(text.tokenizer="$tok" model.llm.vocab_size="$vocab_size" text.think_style="$think_style"
+                  model.speech_token_num="$speech_classes" data.speech_token_num="$speech_classes")
 encoder_seed=()
 if [ -n "$seed" ]; then
   common_overrides+=(train.seed="$seed" data.seed="$seed")
@@ -253,11 +263,13 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
       log "no $exp/reply_asr.pt (written by the encoder pre-training of stage 2): spoken replies not scored"
     fi
   fi
-  if [ "$think_style" = language ]; then  # does the S2S+think reply follow its think? (forced thinks, README item 41)
-    $python $local/think_probe.py --decode_dir "$exp/eval/trained" --config "$exp/stage3/train.yaml" \
-      --checkpoint "$exp/stage3/final.pt" --tokenizer "$tok" --device "$device" --threads "$torch_threads" \
-      --batch_size "$decode_batch"
-  fi
+  # which gender / age / emotion label the LLM ranks first (forced choice: check_learning.py's test that it
+  # reads the voice; the decoded tags need the answer format too, README item 53) and, with the language
+  # think, does the S2S+think reply follow its think (forced thinks, think_probe.py, README item 41)
+  probe_think=(); [ "$think_style" = language ] && probe_think=(--think)
+  $python $local/tag_probe.py --decode_dir "$exp/eval/trained" --config "$exp/stage3/train.yaml" \
+    --checkpoint "$exp/stage3/final.pt" --tokenizer "$tok" --device "$device" --threads "$torch_threads" \
+    --batch_size "$decode_batch" ${probe_think[@]+"${probe_think[@]}"}
   [ -f "$exp/untrained.pt" ] || $python $local/init_random.py --config "$exp/stage3/train.yaml" --out "$exp/untrained.pt"
   evaluate untrained "$exp/untrained.pt" "$untrained_tasks" generate.max_new_tokens=40
   $python $local/check_learning.py --exp "$exp" --mode "$mode" --out "$exp/results.md"

@@ -365,3 +365,113 @@ def test_think_probe_forces_the_think(corpus, tiny_tokenizer):
     assert forced.think == "hello world"
     plain = bot.decoder.generate([bot.request(bot.sample("t2t", text="hello world"))])[0]
     assert plain.think != "hello world"  # a random model does not write that think by itself
+
+
+def _bot_with_tags(corpus):
+    """A random tiny model whose tokenizer has the mini recipe's tags as single tokens."""
+    V, _ = corpus
+    from osum_echat.text.build_tokenizer import train_bpe_tokenizer
+
+    sys.path.insert(0, str(LOCAL.parents[2] / "tests" / "generate"))
+    try:
+        from gen_helpers import make_bot
+    finally:
+        sys.path.remove(str(LOCAL.parents[2] / "tests" / "generate"))
+    text = ["hello world how are you today", "今天天气真好我们去公园吧", "turn up the volume", "我很好谢谢"] * 5
+    tok = train_bpe_tokenizer(text, vocab_size=300, extra_tokens=[*V.TAGS, "<think>", "<think end>"])
+    return make_bot(tok, ["generate.max_new_tokens=8"]), tok
+
+
+def test_tag_probe_scores_the_labels(corpus):
+    """tag_probe.py: the first-step logits of the task's labels, as the head gives them (the
+    config's sampling, repetition penalty and age forcing do not touch them)."""
+    import torch
+
+    V, _ = corpus
+    P = importlib.import_module("tag_probe")
+    bot, tok = _bot_with_tags(corpus)
+    ids = P.label_ids(tok, V.AGE_TAG)
+    assert sorted(ids.values()) == sorted(V.AGE_TAG.values())
+    with pytest.raises(SystemExit, match="tokens of this tokenizer"):  # a label of several tokens
+        P.label_ids(tok, {"x": "<NOT_A_TAG_AT_ALL>"})
+    g = torch.Generator().manual_seed(0)
+    samples = [bot.sample("age", amp * torch.randn(n, generator=g), key=f"u{i}")  # lengths differ: left padding
+               for i, (amp, n) in enumerate([(0.01, 8000), (0.3, 16000), (0.9, 24000)])]
+    reqs = [P.probe_request(bot, s) for s in samples]
+    assert all(r.policy.greedy and not r.speech_out for r in reqs)
+    assert not bot.request(samples[0]).policy.greedy  # the tiny config samples: the probe does not
+    cols = list(ids)
+    scores = P.label_scores(bot, reqs, {r.key: cols for r in reqs})
+    # the same logits straight from the model: prefill of each prompt alone, the text head
+    for r, row in zip(reqs, scores):
+        emb, _, pos = bot.decoder._prefill_inputs([r])
+        with torch.inference_mode():
+            h = bot.decoder.body(inputs_embeds=emb, position_ids=pos).last_hidden_state[:, -1]
+            want = torch.nn.functional.linear(h, bot.model.lm_head_weight)[0, cols]
+        assert torch.allclose(torch.tensor(row), want, atol=1e-4), (row, want)
+    assert max(abs(a - b) for a, b in zip(scores[0], scores[2])) > 1e-3  # rows are told apart
+
+
+def test_tag_probe_calibrated_choice(corpus):
+    """The calibrated choice takes each label's mean logit off: a constant preference that
+    makes every raw choice the same label cancels, what varies with the input decides."""
+    P = importlib.import_module("tag_probe")
+    scores = [[5.0 + d, 0.0 - d] for d in (0.3, -0.2, 0.1, -0.4)]  # label 0 always ahead by ~5
+    raw, cal = P.choices(scores)
+    assert raw == [0, 0, 0, 0]
+    assert cal == [0, 1, 0, 1]
+    assert P.choices([[1.0, 2.0, 0.0]]) == ([1], [0])  # one row: every centred logit is 0, the first wins
+
+
+def test_check_learning_voice_test(corpus):
+    """check_learning.py's test (3): an attribute above its most frequent label, at p < 0.001 / k."""
+    C = importlib.import_module("check_learning")
+    assert C.binomial_tail(0, 10, 0.3) == 1.0
+    assert abs(C.binomial_tail(10, 10, 0.5) - 0.5 ** 10) < 1e-15
+    assert abs(C.binomial_tail(9, 10, 0.5) - 11 / 1024) < 1e-12
+
+    def res(gender, age=0.3, emotion=0.33):
+        return {"gender_choice": {"n": 90, "accuracy": 0.5, "calibrated": gender, "majority": 0.522},
+                "age_choice": {"n": 90, "accuracy": 0.3, "calibrated": age, "majority": 0.367},
+                "emotion_choice": {"n": 90, "accuracy": 0.3, "calibrated": emotion, "majority": 0.344}}
+
+    # the quick runs of README item 53: models that read the gender, one that did not
+    assert C.reads_the_voice(C.voice_tests(res(0.911))) and C.reads_the_voice(C.voice_tests(res(0.75)))
+    assert not C.reads_the_voice(C.voice_tests(res(0.422)))
+    assert not C.reads_the_voice(C.voice_tests(res(0.60)))  # above the majority, but not significantly
+    assert C.reads_the_voice(C.voice_tests(res(0.5, age=0.6)))  # any one attribute will do
+    assert not C.reads_the_voice(C.voice_tests(res(0.567, age=0.333, emotion=0.444)))  # the random model
+    assert C.voice_tests({"gender_tag": {"accuracy": 1.0}}) == []  # no probe results: the older test applies
+
+
+def test_check_learning_modes(corpus, tmp_path, monkeypatch):
+    """check_learning.py end to end on a made-up experiment: the ASR comparison fails a full run
+    but only is reported in a quick one; the voice test fails both when no attribute is read."""
+    import json
+
+    C = importlib.import_module("check_learning")
+    exp = tmp_path / "exp"
+    for name, recs in (("stage1_asr", [{"loss": 7.0}]), ("stage1", [{"loss": 3.0}, {"cv": {"all": {"loss": 3.5}}}])):
+        (exp / name).mkdir(parents=True)
+        (exp / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    choice = {"n": 90, "accuracy": 0.5, "calibrated": 0.9, "majority": 0.522}
+    trained = {"asr_cer": {"cer": 23.4}, "gender_choice": choice}
+    for name, res in (("trained", trained), ("untrained", {"asr_cer": {"cer": 22.4}})):
+        (exp / "eval" / name).mkdir(parents=True)
+        (exp / "eval" / name / "results.json").write_text(json.dumps(res))
+
+    def run(mode):
+        monkeypatch.setattr(sys, "argv", ["check_learning.py", "--exp", str(exp), "--mode", mode,
+                                          "--out", str(exp / "results.md")])
+        with pytest.raises(SystemExit) as e:
+            C.main()
+        return e.value.code, json.loads((exp / "results.json").read_text())
+
+    code, out = run("quick")
+    assert code == 0 and out["pass"] and "ASR CER" in out["notes"][0]
+    code, out = run("full")
+    assert code == 1 and "ASR CER" in out["failures"][0]
+    choice["calibrated"] = 0.55  # gender not read: the voice test fails a quick run too
+    (exp / "eval" / "trained" / "results.json").write_text(json.dumps(trained))
+    code, out = run("quick")
+    assert code == 1 and "no attribute read from the voice" in out["failures"][0]

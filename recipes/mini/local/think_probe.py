@@ -117,23 +117,18 @@ def force_processor(ids_of: dict[str, list[int]]):
     return force
 
 
-def forced(records: list[dict], a: argparse.Namespace) -> dict[str, dict]:
-    import torch
-
+def forced(records: list[dict], bot, decode_dir: Path, batch_size: int, seed: int) -> dict[str, dict]:
     from osum_echat.generate.batch_decode import iter_items, prepare
-    from osum_echat.generate.echat import EChat
     from osum_echat.text.prompts import THINK_CLOSE, THINK_OPEN
     from osum_echat.text.tokenizer import encode
 
-    torch.set_num_threads(a.threads)
-    bot = EChat.from_pretrained(a.checkpoint, a.config, a.tokenizer, a.device, "fp32")
     if bot.cfg.text.think_style != "language":
         raise SystemExit(f"think_probe: think_style {bot.cfg.text.think_style!r} is not probed (language only)")
     by_key = {r["key"]: r for r in records}
-    rng = random.Random(a.seed)
+    rng = random.Random(seed)
     jobs = []  # (mode: true | other, request, forced think ids, the reply that think calls for)
     cfg = bot.cfg.data
-    for item in iter_items(str(Path(a.decode_dir) / "test.jsonl"), cfg.path_prefix_map, "raw"):
+    for item in iter_items(str(Path(decode_dir) / "test.jsonl"), cfg.path_prefix_map, "raw"):
         r = by_key.get(item.sample.key)
         if r is None:
             continue
@@ -148,8 +143,8 @@ def forced(records: list[dict], a: argparse.Namespace) -> dict[str, dict]:
             jobs.append((mode, req, ids, wanted_reply(r, emo, age)))
     force = force_processor({req.key: ids for _, req, ids, _ in jobs})
     counts = {"true": [0, 0], "other": [0, 0]}
-    for i in range(0, len(jobs), a.batch_size):
-        chunk = jobs[i:i + a.batch_size]
+    for i in range(0, len(jobs), batch_size):
+        chunk = jobs[i:i + batch_size]
         replies = bot.decoder.generate([req for _, req, _, _ in chunk], processors=[force])
         for (mode, _, _, want), reply in zip(chunk, replies):
             counts[mode][0] += norm(reply.text) == want
@@ -159,8 +154,43 @@ def forced(records: list[dict], a: argparse.Namespace) -> dict[str, dict]:
 
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def run(bot, decode_dir: Path, batch_size: int = 16, seed: int = 1) -> dict[str, dict]:
+    """The three answers for the decode in ``decode_dir`` ({} without dependent records)."""
+    d = Path(decode_dir)
+    if not (d / "test.jsonl").is_file():
+        raise SystemExit(f"think_probe: no {d / 'test.jsonl'} (the decoded list of stage 5)")
+    records = dependent_records(d)
+    if not records:
+        print(f"think_probe: no speaker-dependent S2S+think records in {d / 'test.jsonl'}")
+        return {}
+    for name in ("think", "text"):
+        if not (d / name).is_file():
+            raise SystemExit(f"think_probe: no {d / name} (the decode of stage 5)")
+    out = {"s2sthink_follows": follows_own(records, read_kv(d / "think"), read_kv(d / "text"))}
+    out.update(forced(records, bot, d, batch_size, seed))
+    print("think_probe: " + ", ".join(f"{k} {100 * v['accuracy']:.1f} % (n {v['n']})" for k, v in out.items()))
+    return out
+
+
+def add_results(decode_dir: Path, out: dict) -> None:
+    """Merge ``out`` into ``decode_dir/results.json``."""
+    res_path = Path(decode_dir) / "results.json"
+    results = json.loads(res_path.read_text(encoding="utf-8")) if res_path.is_file() else {}
+    results.update(out)
+    res_path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def load_bot(a: argparse.Namespace):
+    import torch
+
+    from osum_echat.generate.echat import EChat
+
+    torch.set_num_threads(a.threads)
+    return EChat.from_pretrained(a.checkpoint, a.config, a.tokenizer, a.device, "fp32")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """The options of a probe of one model on the decode of stage 5 (this one and tag_probe.py)."""
     p.add_argument("--decode_dir", required=True)
     p.add_argument("--config", required=True)
     p.add_argument("--checkpoint", required=True)
@@ -168,25 +198,18 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="draws the other think")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(p)
     a = p.parse_args()
-    d = Path(a.decode_dir)
-    if not (d / "test.jsonl").is_file():
-        raise SystemExit(f"think_probe: no {d / 'test.jsonl'} (the decoded list of stage 5)")
-    records = dependent_records(d)
-    if not records:
-        print(f"think_probe: no speaker-dependent S2S+think records in {d / 'test.jsonl'}")
-        return
-    for name in ("think", "text"):
-        if not (d / name).is_file():
-            raise SystemExit(f"think_probe: no {d / name} (the decode of stage 5)")
-    out = {"s2sthink_follows": follows_own(records, read_kv(d / "think"), read_kv(d / "text"))}
-    out.update(forced(records, a))
-    res_path = d / "results.json"
-    results = json.loads(res_path.read_text(encoding="utf-8")) if res_path.is_file() else {}
-    results.update(out)
-    res_path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
-    print("think_probe: " + ", ".join(f"{k} {100 * v['accuracy']:.1f} % (n {v['n']})" for k, v in out.items()))
+    if not (Path(a.decode_dir) / "test.jsonl").is_file():
+        raise SystemExit(f"think_probe: no {Path(a.decode_dir) / 'test.jsonl'} (the decoded list of stage 5)")
+    out = run(load_bot(a), Path(a.decode_dir), a.batch_size, a.seed)
+    if out:
+        add_results(Path(a.decode_dir), out)
 
 
 if __name__ == "__main__":
