@@ -6,7 +6,7 @@ writes the results table (markdown + JSON). Exits 1 when the model is not better
 Learning checks (exit 1 if one fails): (1) the stage-1 validation loss at its end is below 0.6 x
 the first training loss of stage 1 (its ASR warm-up: the loss of the random LLM, ~ln(vocab));
 (2) the ASR CER is below the untrained model's (full mode only: no quick model transcribes, CER
-78-100 % at best, and one that loops a word to the token limit babbles longer than the untrained
+~90-120 % at best, and one that loops a word to the token limit babbles longer than the untrained
 one, whose decode stops at 40 tokens; quick mode reports it); (3) the LLM reads the speaker from the audio: for
 at least one of gender / age / emotion, the label it ranks first among that task's labels, each
 label's mean logit over the test records taken off (``tag_probe.py``, calibrated), is right more
