@@ -83,6 +83,8 @@ think_following=true        # stage 1 writes the think-following copies (think_f
                             # S2S+think reply read the speaker from the audio, not from its think (README
                             # round 10; false: rounds 1-9); takes effect when stage 1 runs (delete
                             # $data/.stage1.done to redo it)
+think_following_every_other=age  # attributes whose think-following records get a copy for each other value (age:
+                            # both other age groups) instead of one drawn ("": rounds 10-13; README item 56)
 seed=""                     # training seed (encoder pre-training, every stage's model and data order;
                             # empty: the defaults). The corpus stays the same: reruns with another
                             # seed measure the run-to-run spread of training alone
@@ -111,10 +113,14 @@ export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 log() { echo "[mini $(date +%H:%M:%S)] $*"; }
+# took STEP T0: one line of $exp/times.tsv (step, seconds since T0, finish time); the end of the run
+# puts the table, with the host's CPU, under results.md (local/append_times.py)
+took() { printf '%s\t%s\t%s\n' "$1" "$(( SECONDS - $2 ))" "$(date +%Y-%m-%dT%H:%M:%S)" >> "$exp/times.tsv"; }
 done_or_run() { [ -f "$1" ] && { log "skip: $1 exists"; return 1; }; return 0; }
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && done_or_run "$data/.stage0.done"; then
   log "stage 0: synthesize the corpus ($mode) -> $data"
+  t0=$SECONDS
   if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
     echo "espeak-ng and sox are needed: apt-get install -y --no-install-recommends espeak-ng sox" >&2
     exit 1
@@ -125,10 +131,12 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && done_or_run "$data/.stage0.d
     --num_per_tar 500 --nj "$nj"
   $python $local/relabel_gender.py --shard_list "$data/shards/shards_list.txt" --out_dir "$data/gender_combine"
   touch "$data/.stage0.done"
+  took "0 data: corpus, shards, combine" "$t0"
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && done_or_run "$data/.stage1.done"; then
   log "stage 1: tokenizer, speech codec, speech codes, training lists"
+  t0=$SECONDS
   $python $local/train_tokenizer.py --data_dir "$data" --out_dir "$tok" --vocab_size "$bpe_vocab"
   $python $local/mini_codec.py train --list "$data/assistant.jsonl" --out "$codec" --k "$codec_codes"
   pairs=()
@@ -136,7 +144,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && done_or_run "$data/.stage1.d
   if [ "$think_following" = true ]; then
     # think-following copies of the speaker-dependent think records (stage 3): the think names
     # another emotion / age group, the reply follows it, the think itself carries no loss
-    $python $local/think_following.py --data_dir "$data"
+    $python $local/think_following.py --data_dir "$data" --every_other "$think_following_every_other"
     cf=(train/s2sthink_cf)
   fi
   for f in train/t2s train/s2s train/s2sthink ${cf[@]+"${cf[@]}"} dev/s2s dev/s2sthink test/tasks/s2s test/tasks/s2sthink; do
@@ -155,6 +163,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && done_or_run "$data/.stage1.d
   done
   cat "$data"/dev/{asr,s2t,chat,think,s2s,s2sthink,t2t}.jsonl > "$lists/cv.list"
   touch "$data/.stage1.done"
+  took "1 tokenizer, codec, codes, lists" "$t0"
 fi
 
 vocab_size=$(cat "$tok/vocab_size" 2>/dev/null || echo 0)
@@ -196,6 +205,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
   if [ ! -f "$exp/encoder_init.pt" ]; then
     extra_steps=$(( asr_steps > 0 ? asr_extra_steps : 0 )); extra_opts=()
     log "stage 2: encoder pre-training (CTC + gender/age/emotion heads), $enc_steps steps; reply ASR, $asr_steps more (+ $extra_steps of its own)"
+    t0=$SECONDS
     # then encoder + CTC head train $asr_steps more steps on the users and the assistant's replies
     # (+ $roundtrip_copies codec round trips of each): the model's encoder (frozen from here on) and, with its CTC
     # head, the reply ASR that scores the spoken replies in stage 5 (reply_asr.py; it shares the
@@ -211,27 +221,36 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
       ${extra_opts[@]+"${extra_opts[@]}"} --steps "$enc_steps" \
       --threads "$nj" ${encoder_seed[@]+"${encoder_seed[@]}"} "${common_overrides[@]}"
     mv "$exp/encoder_init.pt.tmp" "$exp/encoder_init.pt"
+    took "2 encoder pre-training + reply ASR ($enc_steps + $asr_steps + $extra_steps steps)" "$t0"
   fi
   if [ ! -f "$exp/stage1_asr/.done" ]; then
     warmup_data="shards + gender combine"
     grep -q "^age_tags:" "$lists/stage1_asr.yaml" 2>/dev/null && warmup_data+=" + <TRANSCRIBE> <AGE> <GENDER> records"
     log "stage 2: training stage 1, ASR warm-up ($warmup_data), $steps1a steps, from the pre-trained encoder"
+    t0=$SECONDS
     train_stage stage1_asr $conf_dir/stage1_understanding.yaml "$steps1a" "$exp/encoder_init.pt" \
       ${stage1_opts[@]+"${stage1_opts[@]}"} train.lr_scale.adapter="$warmup_adapter_lr"
+    took "2 stage 1: ASR warm-up ($steps1a steps)" "$t0"
   fi
   log "stage 2: training stage 1 (understanding), $steps1 steps, from the ASR warm-up"
+  t0=$SECONDS
   train_stage stage1 $conf_dir/stage1_understanding.yaml "$steps1" "$exp/stage1_asr/final.pt" \
     ${stage1_opts[@]+"${stage1_opts[@]}"}
+  took "2 stage 1: understanding mixture ($steps1 steps)" "$t0"
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && done_or_run "$exp/stage2/.done"; then
   gen_data=""
   grep -q "^s2s_given_reply:" "$lists/stage2.yaml" 2>/dev/null && gen_data=" (+ S2S records speaking another reply, text given)"
   log "stage 3: training stage 2 (generation)$gen_data, $steps2 steps, from stage 1"
+  t0=$SECONDS
   train_stage stage2 $conf_dir/stage2_generation.yaml "$steps2" "$exp/stage1/final.pt"
+  took "3 stage 2: generation ($steps2 steps)" "$t0"
 fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && done_or_run "$exp/stage3/.done"; then
   log "stage 4: training stage 3 (empathy), $steps3 steps, from stage 2"
+  t0=$SECONDS
   train_stage stage3 $conf_dir/stage3_empathy.yaml "$steps3" "$exp/stage2/final.pt"
+  took "4 stage 3: empathy ($steps3 steps)" "$t0"
 fi
 
 # evaluate NAME CHECKPOINT TASKS [overrides...]: one decode of the test tasks -> $exp/eval/NAME
@@ -252,6 +271,7 @@ evaluate() {
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   log "stage 5: decode + score the final model and an untrained one"
+  t0=$SECONDS
   evaluate trained "$exp/stage3/final.pt" "$eval_tasks"
   if [ -s "$exp/eval/trained/codes" ]; then   # speech codes -> WAVs through the mini codec
     $python $local/mini_codec.py decode --codec "$codec" --codes "$exp/eval/trained/codes" \
@@ -272,10 +292,17 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     --batch_size "$decode_batch" ${probe_think[@]+"${probe_think[@]}"}
   [ -f "$exp/untrained.pt" ] || $python $local/init_random.py --config "$exp/stage3/train.yaml" --out "$exp/untrained.pt"
   evaluate untrained "$exp/untrained.pt" "$untrained_tasks" generate.max_new_tokens=40
-  $python $local/check_learning.py --exp "$exp" --mode "$mode" --out "$exp/results.md"
+  status=0
+  $python $local/check_learning.py --exp "$exp" --mode "$mode" --out "$exp/results.md" || status=$?
+  took "5 decode, score, probes, learning check" "$t0"
+  if [ "$status" -ne 0 ]; then
+    $python $local/append_times.py --times "$exp/times.tsv" --results "$exp/results.md"
+    exit "$status"
+  fi
 fi
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log "stage 6: evaluation harness (understanding + echat, rule judge${harness_judge:+ + hf judge}) -> $exp/harness"
+  t0=$SECONDS
   h=$exp/harness
   mkdir -p "$h"
   for t in asr gender age emotion; do head -n "$harness_per_task" "$data/test/tasks/$t.jsonl"; done > "$h/understanding.list"
@@ -296,6 +323,10 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     dirs+=("$h/$name")
   done
   $python $local/append_harness.py --results "$exp/results.md" "${dirs[@]}"
+  took "6 evaluation harness" "$t0"
+fi
+if [ "$stage" -le 6 ] && [ -f "$exp/results.md" ] && [ -f "$exp/times.tsv" ]; then
+  $python $local/append_times.py --times "$exp/times.tsv" --results "$exp/results.md"
 fi
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   [ -f "$exp/stage3/final.pt" ] || { echo "no trained model in $exp/stage3: run stages 0-4 first" >&2; exit 1; }

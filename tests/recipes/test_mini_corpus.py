@@ -123,7 +123,7 @@ def test_think_following_copies(corpus, tmp_path):
     rng = random.Random(0)
     for think, s2s in recs[:2]:
         for rec in (think, s2s):
-            cf = F.counterfactual(rec, rng)
+            (cf,) = F.counterfactuals(rec, rng)
             ex, old = cf["extra"], rec["extra"]
             assert cf["key"] == rec["key"] + "-cf" and cf["task"] == rec["task"] and ex["think_loss"] is False
             dep = old["depends"]
@@ -139,7 +139,19 @@ def test_think_following_copies(corpus, tmp_path):
             assert ex["think_str"] == old["question"] + ex["age"] + ex["gender"] + ex["q_emotion"]
             if "answer_wav" in old:
                 assert ex["answer_wav"].endswith(f"ans_{lang}_{qa:02d}_{variant}.wav")
-    assert F.counterfactual(recs[2][0], rng) is None  # the reply is fixed: nothing to follow
+    assert F.counterfactuals(recs[2][0], rng) == []  # the reply is fixed: nothing to follow
+    # --every_other age: the age-dependent record gets one copy per other age group, the
+    # emotion-dependent one still a single drawn copy
+    for think, s2s in recs[:2]:
+        for rec in (think, s2s):
+            cfs = F.counterfactuals(rec, rng, frozenset({"age"}))
+            old = rec["extra"]
+            if old["depends"] == "age":
+                assert [c["key"] for c in cfs] == [rec["key"] + "-cf0", rec["key"] + "-cf1"]
+                assert sorted(c["extra"]["age"] for c in cfs) == sorted(set(V.AGE_TAG.values()) - {old["age"]})
+                assert len({c["txt"] for c in cfs} | {rec["txt"]}) == 3  # three age groups, three replies
+            else:
+                assert len(cfs) == 1 and cfs[0]["extra"]["q_emotion"] != old["q_emotion"]
     # the CLI writes both lists; a reply without audio is refused
     train = tmp_path / "data" / "train"
     train.mkdir(parents=True)
@@ -155,6 +167,11 @@ def test_think_following_copies(corpus, tmp_path):
     for name in ("think_cf.jsonl", "s2sthink_cf.nocodes.jsonl"):
         lines = (train / name).read_text().splitlines()
         assert len(lines) == 2 and all(json.loads(x)["extra"]["think_loss"] is False for x in lines)
+    F.main(["--data_dir", str(tmp_path / "data"), "--every_other", "age"])
+    for name in ("think_cf.jsonl", "s2sthink_cf.nocodes.jsonl"):
+        assert len((train / name).read_text().splitlines()) == 3  # 1 (emotion) + 2 (age)
+    with pytest.raises(SystemExit, match="attributes are"):
+        F.main(["--data_dir", str(tmp_path / "data"), "--every_other", "gender"])
 
 
 def test_think_following_is_opt_in(corpus, tmp_path):
@@ -475,3 +492,31 @@ def test_check_learning_modes(corpus, tmp_path, monkeypatch):
     (exp / "eval" / "trained" / "results.json").write_text(json.dumps(trained))
     code, out = run("quick")
     assert code == 1 and "no attribute read from the voice" in out["failures"][0]
+
+
+def test_append_times_section(corpus, tmp_path):
+    """append_times.py: the latest line of each step in first-seen order, the total, the host's
+    CPU and instruction sets; a second call replaces the section instead of adding one; a
+    malformed line is refused with its line number."""
+    A = importlib.import_module("append_times")
+    times, res = tmp_path / "times.tsv", tmp_path / "results.md"
+    times.write_text("0 data\t21\t2026-12-03T19:00:40\n4 stage 3\t100\tT1\n\n4 stage 3\t95\tT2\n5 eval\t74\tT3\n")
+    assert A.read_times(times) == [("0 data", 21.0, "2026-12-03T19:00:40"), ("4 stage 3", 95.0, "T2"),
+                                   ("5 eval", 74.0, "T3")]
+    res.write_text("| metric | value |\n\nPASS: the model learned\n")
+    A.main(["--times", str(times), "--results", str(res)])
+    A.main(["--times", str(times), "--results", str(res)])
+    text = res.read_text()
+    assert text.startswith("| metric | value |") and text.count(A.MARK) == 1 and text.count("## Time") == 1
+    assert "| 4 stage 3 | 1 min 35 s | T2 |" in text and "| 4 stage 3 | 1 min 40 s" not in text
+    assert "| total of these steps | 3 min 10 s | - |" in text  # 21 + 95 + 74
+    info = "model name\t: Some CPU @ 2.0GHz\nflags\t\t: fpu avx2 avx512f amx_bf16\n"
+    host = A.host_line(info)
+    assert host.startswith("Some CPU @ 2.0GHz;") and "AVX2, AVX-512, AMX-BF16" in host
+    assert "AVX512-BF16" not in host and "no AVX2" in A.host_line("model name : Old CPU\nflags : sse2\n")
+    times.write_text("0 data\t21\n")
+    with pytest.raises(ValueError, match=r"times.tsv:1: expected"):
+        A.read_times(times)
+    times.write_text("0 data\tfast\tT\n")
+    with pytest.raises(ValueError, match="is not a number"):
+        A.read_times(times)

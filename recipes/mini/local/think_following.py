@@ -1,11 +1,13 @@
 """Think-following records for stage 3: the reply must follow what its think says.
 
-    python recipes/mini/local/think_following.py --data_dir DATA [--seed 11]
+    python recipes/mini/local/think_following.py --data_dir DATA [--seed 11] [--every_other age]
 
 Reads ``DATA/train/think.jsonl`` (``<S2TCHAT> <THINKER>``) and ``DATA/train/s2sthink.nocodes.jsonl``
 (``<S2TCHAT> <TEXT2TOKEN> <THINK>``). For every record whose reply depends on the speaker
 (``extra.depends`` emotion or age), it writes one copy whose think names another value of that
-attribute (drawn at random), with the reply that follows from the changed think (and, for S2S,
+attribute (drawn at random; for an attribute named in ``--every_other``, one copy per other value:
+run.sh does so for the age group, whose replies are whole sentences per question rather than an
+opener shared by all questions), with the reply that follows from the changed think (and, for S2S,
 that reply's audio as ``extra.answer_wav``), and ``extra.think_loss: false``: the think is
 given, not learnt (its tokens carry no loss, the reply does), so the copy teaches the reply to
 follow its think without teaching the think a wrong attribute. ``extra.age`` / ``q_emotion``
@@ -44,17 +46,28 @@ def question_index(question: str) -> tuple[str, int]:
     raise ValueError(f"unknown question {question!r} (regenerate the corpus)")
 
 
-def counterfactual(rec: dict, rng: random.Random) -> dict | None:
-    """The think-following copy of one think / S2S+think record (None: reply fixed)."""
-    extra = rec.get("extra") or {}
-    dep = extra.get("depends", "none")
+def counterfactuals(rec: dict, rng: random.Random, every_other: frozenset[str] = frozenset()) -> list[dict]:
+    """The think-following copies of one think / S2S+think record: one whose think names another
+    value of the attribute the reply depends on (drawn), or, for an attribute in ``every_other``,
+    one per other value; none when the reply does not depend on the speaker."""
+    dep = (rec.get("extra") or {}).get("depends", "none")
     if dep not in ATTRIBUTE_KEY:
-        return None
+        return []
     key, tags = ATTRIBUTE_KEY[dep]
-    names = {v: k for k, v in tags.items()}
+    real = {v: k for k, v in tags.items()}[rec["extra"][key]]
+    others = [v for v in tags if v != real]
+    if dep in every_other:
+        return [counterfactual(rec, v, key=f"-cf{i}") for i, v in enumerate(others)]
+    return [counterfactual(rec, rng.choice(others))]
+
+
+def counterfactual(rec: dict, other: str, key: str = "-cf") -> dict:
+    """The copy of ``rec`` whose think names ``other`` (a value of the attribute its reply
+    depends on) and whose reply is the one that value calls for."""
+    extra = rec["extra"]
+    dep = extra["depends"]
+    key_name, _ = ATTRIBUTE_KEY[dep]
     lang, qa = question_index(extra["question"])
-    real = names[extra[key]]
-    other = rng.choice([v for v in tags if v != real])
     emotion = {v: k for k, v in V.EMOTION_TAG.items()}[extra["q_emotion"]]
     age = {v: k for k, v in V.AGE_TAG.items()}[extra["age"]]
     if dep == "emotion":
@@ -65,10 +78,10 @@ def counterfactual(rec: dict, rng: random.Random) -> dict | None:
     _, label, _, variant = answer_of(lang, qa, emotion, age)
     new_extra = dict(extra, think_str=V.think_string(lang, age, gender, emotion, extra["question"]),
                      age=V.AGE_TAG[age], q_emotion=V.EMOTION_TAG[emotion], think_loss=False,
-                     counterfactual={"attribute": dep, "speaker": extra[key]})
+                     counterfactual={"attribute": dep, "speaker": extra[key_name]})
     if "answer_wav" in extra:
         new_extra["answer_wav"] = str(Path(extra["answer_wav"]).parent / f"ans_{lang}_{qa:02d}_{variant}.wav")
-    return dict(rec, key=rec["key"] + "-cf", txt=label, extra=new_extra)
+    return dict(rec, key=rec["key"] + key, txt=label, extra=new_extra)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -80,11 +93,17 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_dir", required=True)
     p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--every_other", default="",
+                   help="comma-separated attributes (emotion, age) whose records get a copy for every other "
+                        "value instead of one drawn (run.sh: age; recipes/mini/README.md item 56)")
     a = p.parse_args(argv)
+    every_other = frozenset(x for x in a.every_other.split(",") if x)
+    if not every_other <= set(ATTRIBUTE_KEY):
+        raise SystemExit(f"--every_other {a.every_other!r}: attributes are {', '.join(ATTRIBUTE_KEY)}")
     rng = random.Random(a.seed)
     train = Path(a.data_dir) / "train"
     for src, dst in (("think.jsonl", "think_cf.jsonl"), ("s2sthink.nocodes.jsonl", "s2sthink_cf.nocodes.jsonl")):
-        out = [c for r in read_jsonl(train / src) if (c := counterfactual(r, rng)) is not None]
+        out = [c for r in read_jsonl(train / src) for c in counterfactuals(r, rng, every_other)]
         for r in out:
             wav = r["extra"].get("answer_wav")
             if wav and not Path(wav).is_file():
