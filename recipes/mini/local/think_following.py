@@ -57,16 +57,16 @@ def counterfactuals(rec: dict, rng: random.Random, every_other: frozenset[str] =
     real = {v: k for k, v in tags.items()}[rec["extra"][key]]
     others = [v for v in tags if v != real]
     if dep in every_other:
-        return [counterfactual(rec, v, key=f"-cf{i}") for i, v in enumerate(others)]
+        return [counterfactual(rec, v, suffix=f"-cf{i}") for i, v in enumerate(others)]
     return [counterfactual(rec, rng.choice(others))]
 
 
-def counterfactual(rec: dict, other: str, key: str = "-cf") -> dict:
+def counterfactual(rec: dict, other: str, suffix: str = "-cf") -> dict:
     """The copy of ``rec`` whose think names ``other`` (a value of the attribute its reply
-    depends on) and whose reply is the one that value calls for."""
+    depends on) and whose reply is the one that value calls for; its key is ``rec``'s + ``suffix``."""
     extra = rec["extra"]
     dep = extra["depends"]
-    key_name, _ = ATTRIBUTE_KEY[dep]
+    field, _ = ATTRIBUTE_KEY[dep]
     lang, qa = question_index(extra["question"])
     emotion = {v: k for k, v in V.EMOTION_TAG.items()}[extra["q_emotion"]]
     age = {v: k for k, v in V.AGE_TAG.items()}[extra["age"]]
@@ -78,10 +78,10 @@ def counterfactual(rec: dict, other: str, key: str = "-cf") -> dict:
     _, label, _, variant = answer_of(lang, qa, emotion, age)
     new_extra = dict(extra, think_str=V.think_string(lang, age, gender, emotion, extra["question"]),
                      age=V.AGE_TAG[age], q_emotion=V.EMOTION_TAG[emotion], think_loss=False,
-                     counterfactual={"attribute": dep, "speaker": extra[key_name]})
+                     counterfactual={"attribute": dep, "speaker": extra[field]})
     if "answer_wav" in extra:
         new_extra["answer_wav"] = str(Path(extra["answer_wav"]).parent / f"ans_{lang}_{qa:02d}_{variant}.wav")
-    return dict(rec, key=rec["key"] + key, txt=label, extra=new_extra)
+    return dict(rec, key=rec["key"] + suffix, txt=label, extra=new_extra)
 
 
 def read_jsonl(path: Path) -> list[dict]:
