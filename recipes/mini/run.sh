@@ -113,9 +113,10 @@ export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 log() { echo "[mini $(date +%H:%M:%S)] $*"; }
-# took STEP T0: one line of $exp/times.tsv (step, seconds since T0, finish time); the end of the run
-# puts the table, with the host's CPU, under results.md (local/append_times.py)
-took() { printf '%s\t%s\t%s\n' "$1" "$(( SECONDS - $2 ))" "$(date +%Y-%m-%dT%H:%M:%S)" >> "$exp/times.tsv"; }
+# took STEP T0 [DETAIL]: one line of $exp/times.tsv (step, seconds since T0, finish time, detail such as
+# the step count); report_times puts the table, with the host's CPU, under results.md (local/append_times.py)
+took() { printf '%s\t%s\t%s\t%s\n' "$1" "$(( SECONDS - $2 ))" "$(date +%Y-%m-%dT%H:%M:%S)" "${3:-}" >> "$exp/times.tsv"; }
+report_times() { $python $local/append_times.py --times "$exp/times.tsv" --results "$exp/results.md"; }
 done_or_run() { [ -f "$1" ] && { log "skip: $1 exists"; return 1; }; return 0; }
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && done_or_run "$data/.stage0.done"; then
@@ -221,7 +222,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
       ${extra_opts[@]+"${extra_opts[@]}"} --steps "$enc_steps" \
       --threads "$nj" ${encoder_seed[@]+"${encoder_seed[@]}"} "${common_overrides[@]}"
     mv "$exp/encoder_init.pt.tmp" "$exp/encoder_init.pt"
-    took "2 encoder pre-training + reply ASR ($enc_steps + $asr_steps + $extra_steps steps)" "$t0"
+    took "2 encoder pre-training + reply ASR" "$t0" "$enc_steps + $asr_steps + $extra_steps steps"
   fi
   if [ ! -f "$exp/stage1_asr/.done" ]; then
     warmup_data="shards + gender combine"
@@ -230,13 +231,13 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
     t0=$SECONDS
     train_stage stage1_asr $conf_dir/stage1_understanding.yaml "$steps1a" "$exp/encoder_init.pt" \
       ${stage1_opts[@]+"${stage1_opts[@]}"} train.lr_scale.adapter="$warmup_adapter_lr"
-    took "2 stage 1: ASR warm-up ($steps1a steps)" "$t0"
+    took "2 stage 1: ASR warm-up" "$t0" "$steps1a steps"
   fi
   log "stage 2: training stage 1 (understanding), $steps1 steps, from the ASR warm-up"
   t0=$SECONDS
   train_stage stage1 $conf_dir/stage1_understanding.yaml "$steps1" "$exp/stage1_asr/final.pt" \
     ${stage1_opts[@]+"${stage1_opts[@]}"}
-  took "2 stage 1: understanding mixture ($steps1 steps)" "$t0"
+  took "2 stage 1: understanding mixture" "$t0" "$steps1 steps"
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && done_or_run "$exp/stage2/.done"; then
   gen_data=""
@@ -244,13 +245,13 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && done_or_run "$exp/stage2/.do
   log "stage 3: training stage 2 (generation)$gen_data, $steps2 steps, from stage 1"
   t0=$SECONDS
   train_stage stage2 $conf_dir/stage2_generation.yaml "$steps2" "$exp/stage1/final.pt"
-  took "3 stage 2: generation ($steps2 steps)" "$t0"
+  took "3 stage 2: generation" "$t0" "$steps2 steps"
 fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && done_or_run "$exp/stage3/.done"; then
   log "stage 4: training stage 3 (empathy), $steps3 steps, from stage 2"
   t0=$SECONDS
   train_stage stage3 $conf_dir/stage3_empathy.yaml "$steps3" "$exp/stage2/final.pt"
-  took "4 stage 3: empathy ($steps3 steps)" "$t0"
+  took "4 stage 3: empathy" "$t0" "$steps3 steps"
 fi
 
 # evaluate NAME CHECKPOINT TASKS [overrides...]: one decode of the test tasks -> $exp/eval/NAME
@@ -296,7 +297,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   $python $local/check_learning.py --exp "$exp" --mode "$mode" --out "$exp/results.md" || status=$?
   took "5 decode, score, probes, learning check" "$t0"
   if [ "$status" -ne 0 ]; then
-    $python $local/append_times.py --times "$exp/times.tsv" --results "$exp/results.md"
+    report_times
     exit "$status"
   fi
 fi
@@ -326,7 +327,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   took "6 evaluation harness" "$t0"
 fi
 if [ "$stage" -le 6 ] && [ -f "$exp/results.md" ] && [ -f "$exp/times.tsv" ]; then
-  $python $local/append_times.py --times "$exp/times.tsv" --results "$exp/results.md"
+  report_times
 fi
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   [ -f "$exp/stage3/final.pt" ] || { echo "no trained model in $exp/stage3: run stages 0-4 first" >&2; exit 1; }

@@ -500,15 +500,17 @@ def test_append_times_section(corpus, tmp_path):
     malformed line is refused with its line number."""
     A = importlib.import_module("append_times")
     times, res = tmp_path / "times.tsv", tmp_path / "results.md"
-    times.write_text("0 data\t21\t2026-12-03T19:00:40\n4 stage 3\t100\tT1\n\n4 stage 3\t95\tT2\n5 eval\t74\tT3\n")
-    assert A.read_times(times) == [("0 data", 21.0, "2026-12-03T19:00:40"), ("4 stage 3", 95.0, "T2"),
+    # a rerun of stage 3 with other steps replaces its line (the step count is the detail, not the name)
+    times.write_text("0 data\t21\t2026-12-03T19:00:40\t\n4 stage 3\t100\tT1\t600 steps\n\n"
+                     "4 stage 3\t95\tT2\t700 steps\n5 eval\t74\tT3\t\n")
+    assert A.read_times(times) == [("0 data", 21.0, "2026-12-03T19:00:40"), ("4 stage 3 (700 steps)", 95.0, "T2"),
                                    ("5 eval", 74.0, "T3")]
     res.write_text("| metric | value |\n\nPASS: the model learned\n")
     A.main(["--times", str(times), "--results", str(res)])
     A.main(["--times", str(times), "--results", str(res)])
     text = res.read_text()
     assert text.startswith("| metric | value |") and text.count(A.MARK) == 1 and text.count("## Time") == 1
-    assert "| 4 stage 3 | 1 min 35 s | T2 |" in text and "| 4 stage 3 | 1 min 40 s" not in text
+    assert "| 4 stage 3 (700 steps) | 1 min 35 s | T2 |" in text and "600 steps" not in text
     assert "| total of these steps | 3 min 10 s | - |" in text  # 21 + 95 + 74
     info = "model name\t: Some CPU @ 2.0GHz\nflags\t\t: fpu avx2 avx512f amx_bf16\n"
     host = A.host_line(info)
@@ -517,6 +519,6 @@ def test_append_times_section(corpus, tmp_path):
     times.write_text("0 data\t21\n")
     with pytest.raises(ValueError, match=r"times.tsv:1: expected"):
         A.read_times(times)
-    times.write_text("0 data\tfast\tT\n")
+    times.write_text("0 data\tfast\tT\t\n")
     with pytest.raises(ValueError, match="is not a number"):
         A.read_times(times)

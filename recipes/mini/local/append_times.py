@@ -2,9 +2,10 @@
 
     python recipes/mini/local/append_times.py --times EXP/times.tsv --results EXP/results.md
 
-``times.tsv`` is written by run.sh, one line per step it ran: name, seconds, finish time (ISO).
-A step run again (a rerun of some stages) counts with its latest line, in the order the steps
-first appeared. The section names the CPU (model and the instruction sets that decide the speed
+``times.tsv`` is written by run.sh, one line per step it ran: name, seconds, finish time (ISO) and
+a detail (the step count of a training stage; may be empty). A step run again (a rerun of some
+stages, with the same or other options) counts with its latest line, in the order the steps first
+appeared. The section names the CPU (model and the instruction sets that decide the speed
 of the recipe's fp32 steps: AVX2, AVX-512, AMX) and the cores this process may use: the same
 recipe took 15 minutes on one 2-core host and 24-27 on another (recipes/mini/README.md, round 14).
 A previous time section is replaced; the section goes last (after the harness reports).
@@ -22,21 +23,23 @@ ISA_FLAGS = (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-B
 
 
 def read_times(path: Path) -> list[tuple[str, float, str]]:
-    """[(step, seconds, finished)] with the latest line of each step, in first-seen order."""
-    latest: dict[str, tuple[float, str]] = {}
+    """[(step, seconds, finished)] with the latest line of each step, in first-seen order; a
+    line's detail goes into the step's label: ``step (detail)``."""
+    latest: dict[str, tuple[str, float, str]] = {}
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             parts = line.rstrip("\n").split("\t")
-            if len(parts) != 3:
-                raise ValueError(f"{path}:{n}: expected 'step<TAB>seconds<TAB>finished', got {line!r}")
+            if len(parts) != 4:
+                raise ValueError(f"{path}:{n}: expected 'step<TAB>seconds<TAB>finished<TAB>detail', got {line!r}")
             try:
                 seconds = float(parts[1])
             except ValueError:
                 raise ValueError(f"{path}:{n}: seconds {parts[1]!r} is not a number") from None
-            latest[parts[0]] = (seconds, parts[2])
-    return [(k, s, t) for k, (s, t) in latest.items()]
+            label = f"{parts[0]} ({parts[3]})" if parts[3] else parts[0]
+            latest[parts[0]] = (label, seconds, parts[2])
+    return list(latest.values())
 
 
 def host_line(cpuinfo: str | None = None) -> str:
