@@ -75,6 +75,9 @@ digit_weight=3              # the random digit strings of the ASR set listed aga
 warmup_age=true             # the stage-1 ASR warm-up also trains the <TRANSCRIBE> <AGE> <GENDER> records, so the
                             # LLM reads the age group from its first steps (false: round 6's warm-up, which lost
                             # the age group with some seeds; README round 7); takes effect when stage 1 runs
+warmup_age_weight=2         # with warmup_age: those records listed this many times (half the warm-up's utterances;
+                            # 1: rounds 7-14, whose warm-up read no age with some draws; README round 15); takes
+                            # effect when stage 1 runs
 given_reply=0               # > 0: stages 2-3 also train this many copies of the S2S records that speak
                             # another reply, its text given (no loss) and its codes learnt (README round 8);
                             # takes effect when stage 1 runs
@@ -157,7 +160,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && done_or_run "$data/.stage1.d
   yaml_opts=()
   if [ "$think_following" = true ]; then yaml_opts=(--think_following); fi
   yaml_opts+=(--digit_weight "$digit_weight" --given_reply "$given_reply")
-  if [ "$warmup_age" = true ]; then yaml_opts+=(--warmup_age); fi
+  if [ "$warmup_age" = true ]; then yaml_opts+=(--warmup_age --warmup_age_weight "$warmup_age_weight"); fi
   $python $local/write_data_yamls.py --data_dir "$data" --out_dir "$lists" ${yaml_opts[@]+"${yaml_opts[@]}"}
   for s in 1_asr 1 2 3; do
     $python common_utils/expand_data_lists.py "$lists/stage$s.yaml" "$lists/stage$s" --seed 777
@@ -226,7 +229,8 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
   fi
   if [ ! -f "$exp/stage1_asr/.done" ]; then
     warmup_data="shards + gender combine"
-    grep -q "^age_tags:" "$lists/stage1_asr.yaml" 2>/dev/null && warmup_data+=" + <TRANSCRIBE> <AGE> <GENDER> records"
+    age_weight=$(sed -n '/^age_tags:/,/^[^ ]/s/^  weight: //p' "$lists/stage1_asr.yaml" 2>/dev/null)
+    [ -n "$age_weight" ] && warmup_data+=" + <TRANSCRIBE> <AGE> <GENDER> records x $age_weight"
     log "stage 2: training stage 1, ASR warm-up ($warmup_data), $steps1a steps, from the pre-trained encoder"
     t0=$SECONDS
     train_stage stage1_asr $conf_dir/stage1_understanding.yaml "$steps1a" "$exp/encoder_init.pt" \

@@ -273,6 +273,18 @@ def test_warmup_age_records_are_opt_in(corpus, tmp_path):
     assert aged["1_asr"]["age_tags"] == {"path": str(lists / W.AGE_TAGS), "weight": 1, "family": "s2t"}
     assert {k: v for k, v in aged["1_asr"].items() if k != "age_tags"} == plain["1_asr"]
     assert all(aged[s] == plain[s] for s in ("1", "2", "3"))
+    twice = W.stage_entries(tmp_path / "data", lists=lists, warmup_age=True, warmup_age_weight=2)
+    assert twice["1_asr"]["age_tags"]["weight"] == 2
+    assert {k: v for k, v in twice.items() if k != "1_asr"} == {k: v for k, v in aged.items() if k != "1_asr"}
+    assert "age_tags" not in W.stage_entries(tmp_path / "data", lists=lists, warmup_age_weight=2)["1_asr"]
+    # the CLI (run.sh passes --warmup_age --warmup_age_weight 2): the weight reaches the warm-up's YAML
+    W.main(["--data_dir", str(tmp_path / "data"), "--out_dir", str(lists), "--warmup_age", "--warmup_age_weight", "2"])
+    import yaml
+
+    assert yaml.safe_load((lists / "stage1_asr.yaml").read_text())["age_tags"]["weight"] == 2
+    assert "age_tags" not in yaml.safe_load((lists / "stage1.yaml").read_text())
+    with pytest.raises(SystemExit, match="--warmup_age_weight 0.0: must be > 0"):
+        W.main(["--data_dir", str(tmp_path / "data"), "--out_dir", str(lists), "--warmup_age", "--warmup_age_weight", "0"])
     (train / "s2t.jsonl").write_text(json.dumps(recs[0]) + "\n")
     with pytest.raises(SystemExit, match="no <TRANSCRIBE> <AGE> <GENDER> records"):
         W.write_age_tags(tmp_path / "data", lists)

@@ -3,7 +3,8 @@
     python recipes/mini/local/write_data_yamls.py --data_dir DATA --out_dir DATA/lists
 
 stage 1, ASR warm-up:    ASR shards, the gender combine relabel (<TRANSCRIBE> <GENDER>) (--warmup_age:
-                         + the <TRANSCRIBE> <AGE> <GENDER> records, OUT_DIR/asr_age_gender.jsonl)
+                         + the <TRANSCRIBE> <AGE> <GENDER> records x --warmup_age_weight,
+                         OUT_DIR/asr_age_gender.jsonl)
 stage 1 (understanding): ASR shards x2, the combine, tag records; text chat (--digit_weight W: + the
                          digit strings x W, OUT_DIR/asr_digits.jsonl, written here)
 stage 2 (generation):    + spoken chat (<S2TCHAT>) x4, TTS, S2S; ASR x2 (+ the digit strings x W),
@@ -125,10 +126,10 @@ def write_given_replies(data_dir: Path, out_dir: Path, seed: int = 13) -> int:
 
 def stage_entries(d: Path, think_following: bool = False, lists: Path | None = None,
                   digit_weight: float = 0, warmup_age: bool = False,
-                  given_reply: float = 0) -> dict[str, dict[str, dict]]:
+                  given_reply: float = 0, warmup_age_weight: float = 1) -> dict[str, dict[str, dict]]:
     """{stage: {name: {path, weight, family}}} of DATA_DIR ``d``; ``lists`` is the folder of
     asr_digits.jsonl (listed with ``digit_weight`` > 0), asr_age_gender.jsonl (listed in the
-    warm-up with ``warmup_age``) and s2s_given_reply.jsonl (listed in stages 2-3 with
+    warm-up with ``warmup_age``, ``warmup_age_weight`` times) and s2s_given_reply.jsonl (listed in stages 2-3 with
     ``given_reply`` > 0; default d/lists)."""
     def e(path: Path, family: str, weight: float = 1) -> dict:
         return {"path": str(path), "weight": weight, "family": family}
@@ -143,9 +144,12 @@ def stage_entries(d: Path, think_following: bool = False, lists: Path | None = N
           "tags": e(d / "train/s2t.jsonl", "s2t"), "text_chat": e(d / "train/t2t.jsonl", "t2t", 5)}
     # --warmup_age (run.sh: on since round 7): the warm-up also transcribes with the age group and gender
     # after the text; without it the LLM began to read the age only in the mixture and, with some
-    # seeds, never told the three groups apart (README, round 7)
+    # seeds, never told the three groups apart (README, round 7). --warmup_age_weight 2 (run.sh: since
+    # round 15): listed twice, so the age records are half of the warm-up's utterances instead of a
+    # third; at once, some draws' warm-ups ended reading no age at all, and their mixture did not
+    # learn it either (README, round 15)
     if warmup_age:
-        s1a = {**s1a, "age_tags": e((lists or d / "lists") / AGE_TAGS, "s2t")}
+        s1a = {**s1a, "age_tags": e((lists or d / "lists") / AGE_TAGS, "s2t", warmup_age_weight)}
     # stages 2-3 replay ASR twice (with stage 1's proportions the held-out CER rose from 35 % to
     # 54 % over stages 2-3), the digit strings (with --digit_weight) and the tag records at full weight
     # (at half weight the age fell to chance over the longer stages 2-3; README, "What limits the tiny model")
@@ -172,7 +176,7 @@ def stage_entries(d: Path, think_following: bool = False, lists: Path | None = N
     return {"1_asr": s1a, "1": s1, "2": s2, "3": s3}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_dir", required=True)
     p.add_argument("--out_dir", required=True)
@@ -183,10 +187,13 @@ def main() -> None:
                         "stage-1 mixture on (0: not at all; run.sh passes 3, README rounds 5 and 7)")
     p.add_argument("--warmup_age", action="store_true",
                    help="the stage-1 ASR warm-up also trains the <TRANSCRIBE> <AGE> <GENDER> records")
+    p.add_argument("--warmup_age_weight", type=float, default=1,
+                   help="with --warmup_age: list those records this many times (> 0; run.sh passes 2, "
+                        "README round 15)")
     p.add_argument("--given_reply", type=float, default=0,
                    help="stages 2-3 list this many copies of the S2S records that speak another reply "
                         "with its text given (no loss on the text; 0: none)")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     out = Path(a.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     data = Path(a.data_dir).resolve()
@@ -199,10 +206,13 @@ def main() -> None:
     if a.given_reply > 0:
         print(f"{write_given_replies(data, out)} S2S records with another reply given -> {out / GIVEN_REPLY} "
               f"(x {a.given_reply}, stages 2-3)")
+    if a.warmup_age_weight <= 0:
+        raise SystemExit(f"--warmup_age_weight {a.warmup_age_weight}: must be > 0")
     if a.warmup_age:
-        print(f"{write_age_tags(data, out)} {AGE_TASK} records -> {out / AGE_TAGS} (ASR warm-up)")
+        print(f"{write_age_tags(data, out)} {AGE_TASK} records -> {out / AGE_TAGS} "
+              f"(ASR warm-up, x {a.warmup_age_weight:g})")
     for n, entries in stage_entries(data, a.think_following, out, a.digit_weight, a.warmup_age,
-                                    a.given_reply).items():
+                                    a.given_reply, a.warmup_age_weight).items():
         with open(out / f"stage{n}.yaml", "w", encoding="utf-8") as f:
             yaml.safe_dump(entries, f, sort_keys=False)
 
