@@ -230,7 +230,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && done_or_run "$exp/stage1/.do
   if [ ! -f "$exp/stage1_asr/.done" ]; then
     warmup_data="shards + gender combine"
     age_weight=$(sed -n '/^age_tags:/,/^[^ ]/s/^  weight: //p' "$lists/stage1_asr.yaml" 2>/dev/null)
-    [ -n "$age_weight" ] && warmup_data+=" + <TRANSCRIBE> <AGE> <GENDER> records x $age_weight"
+    [ -n "$age_weight" ] && warmup_data+=" + <TRANSCRIBE> <AGE> <GENDER> records x ${age_weight%.0}"
     log "stage 2: training stage 1, ASR warm-up ($warmup_data), $steps1a steps, from the pre-trained encoder"
     t0=$SECONDS
     train_stage stage1_asr $conf_dir/stage1_understanding.yaml "$steps1a" "$exp/encoder_init.pt" \
