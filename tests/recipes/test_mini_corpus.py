@@ -253,6 +253,8 @@ def test_warmup_age_records_are_opt_in(corpus, tmp_path):
     those) in the stage-1 ASR warm-up; the mixture and stages 2-3 stay as they are."""
     import json
 
+    import yaml
+
     W = importlib.import_module("write_data_yamls")
     train = tmp_path / "data" / "train"
     train.mkdir(parents=True)
@@ -279,8 +281,6 @@ def test_warmup_age_records_are_opt_in(corpus, tmp_path):
     assert "age_tags" not in W.stage_entries(tmp_path / "data", lists=lists, warmup_age_weight=2)["1_asr"]
     # the CLI (run.sh passes --warmup_age --warmup_age_weight 2): the weight reaches the warm-up's YAML
     W.main(["--data_dir", str(tmp_path / "data"), "--out_dir", str(lists), "--warmup_age", "--warmup_age_weight", "2"])
-    import yaml
-
     assert yaml.safe_load((lists / "stage1_asr.yaml").read_text())["age_tags"]["weight"] == 2
     assert "age_tags" not in yaml.safe_load((lists / "stage1.yaml").read_text())
     with pytest.raises(SystemExit, match="--warmup_age_weight 0.0: must be > 0"):

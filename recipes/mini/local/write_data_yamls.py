@@ -129,8 +129,8 @@ def stage_entries(d: Path, think_following: bool = False, lists: Path | None = N
                   given_reply: float = 0, warmup_age_weight: float = 1) -> dict[str, dict[str, dict]]:
     """{stage: {name: {path, weight, family}}} of DATA_DIR ``d``; ``lists`` is the folder of
     asr_digits.jsonl (listed with ``digit_weight`` > 0), asr_age_gender.jsonl (listed in the
-    warm-up with ``warmup_age``, ``warmup_age_weight`` times) and s2s_given_reply.jsonl (listed in stages 2-3 with
-    ``given_reply`` > 0; default d/lists)."""
+    warm-up with ``warmup_age``, ``warmup_age_weight`` times) and s2s_given_reply.jsonl (listed in
+    stages 2-3 with ``given_reply`` > 0; default d/lists)."""
     def e(path: Path, family: str, weight: float = 1) -> dict:
         return {"path": str(path), "weight": weight, "family": family}
 
@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     data = Path(a.data_dir).resolve()
     if a.digit_weight < 0:
         raise SystemExit(f"--digit_weight {a.digit_weight}: must be >= 0")
+    if a.warmup_age_weight <= 0:
+        raise SystemExit(f"--warmup_age_weight {a.warmup_age_weight}: must be > 0")
     if a.digit_weight > 0:
         print(f"{write_digit_strings(data, out)} digit-string utterances -> {out / DIGITS} (x {a.digit_weight})")
     if a.given_reply < 0:
@@ -206,8 +208,6 @@ def main(argv: list[str] | None = None) -> None:
     if a.given_reply > 0:
         print(f"{write_given_replies(data, out)} S2S records with another reply given -> {out / GIVEN_REPLY} "
               f"(x {a.given_reply}, stages 2-3)")
-    if a.warmup_age_weight <= 0:
-        raise SystemExit(f"--warmup_age_weight {a.warmup_age_weight}: must be > 0")
     if a.warmup_age:
         print(f"{write_age_tags(data, out)} {AGE_TASK} records -> {out / AGE_TAGS} "
               f"(ASR warm-up, x {a.warmup_age_weight:g})")
