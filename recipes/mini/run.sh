@@ -88,6 +88,9 @@ think_following=true        # stage 1 writes the think-following copies (think_f
                             # $data/.stage1.done to redo it)
 think_following_every_other=age  # attributes whose think-following records get a copy for each other value (age:
                             # both other age groups) instead of one drawn ("": rounds 10-13; README item 56)
+think_following_every_value=emotion,age  # ... a copy for every value, the speaker's own included (wins over
+                            # every_other; "": rounds 14-15): the audio then tells the reply nothing (README round 16)
+think_following_weights=8,3 # stage 3's weights of the think chat / S2S+think copies (12,4: rounds 10-15, with fewer copies)
 seed=""                     # training seed (encoder pre-training, every stage's model and data order;
                             # empty: the defaults). The corpus stays the same: reruns with another
                             # seed measure the run-to-run spread of training alone
@@ -148,7 +151,8 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && done_or_run "$data/.stage1.d
   if [ "$think_following" = true ]; then
     # think-following copies of the speaker-dependent think records (stage 3): the think names
     # another emotion / age group, the reply follows it, the think itself carries no loss
-    $python $local/think_following.py --data_dir "$data" --every_other "$think_following_every_other"
+    $python $local/think_following.py --data_dir "$data" --every_other "$think_following_every_other" \
+      --every_value "$think_following_every_value"
     cf=(train/s2sthink_cf)
   fi
   for f in train/t2s train/s2s train/s2sthink ${cf[@]+"${cf[@]}"} dev/s2s dev/s2sthink test/tasks/s2s test/tasks/s2sthink; do
@@ -158,7 +162,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && done_or_run "$data/.stage1.d
     "$data/test/t2s.nocodes.jsonl:$data/test/tasks/tts.jsonl"
   mkdir -p "$lists"
   yaml_opts=()
-  if [ "$think_following" = true ]; then yaml_opts=(--think_following); fi
+  if [ "$think_following" = true ]; then yaml_opts=(--think_following --think_following_weights "$think_following_weights"); fi
   yaml_opts+=(--digit_weight "$digit_weight" --given_reply "$given_reply")
   if [ "$warmup_age" = true ]; then yaml_opts+=(--warmup_age --warmup_age_weight "$warmup_age_weight"); fi
   $python $local/write_data_yamls.py --data_dir "$data" --out_dir "$lists" ${yaml_opts[@]+"${yaml_opts[@]}"}

@@ -152,6 +152,24 @@ def test_think_following_copies(corpus, tmp_path):
                 assert len({c["txt"] for c in cfs} | {rec["txt"]}) == 3  # three age groups, three replies
             else:
                 assert len(cfs) == 1 and cfs[0]["extra"]["q_emotion"] != old["q_emotion"]
+    # --every_value emotion,age: a copy per value, the speaker's own last (-cfr): the same reply and
+    # audio as the record, its think given (no loss); so over a record's copies every reply once
+    for think, s2s in recs[:2]:
+        for rec in (think, s2s):
+            cfs = F.counterfactuals(rec, rng, frozenset({"age"}), frozenset({"emotion", "age"}))
+            old = rec["extra"]
+            slot, tags = ("q_emotion", V.EMOTION_TAG) if old["depends"] == "emotion" else ("age", V.AGE_TAG)
+            assert [c["key"] for c in cfs] == [rec["key"] + s for s in ("-cf0", "-cf1", "-cfr")]
+            assert sorted(c["extra"][slot] for c in cfs) == sorted(tags.values())
+            own = cfs[-1]
+            assert own["extra"][slot] == old[slot] and own["txt"] == rec["txt"] and own["extra"]["think_loss"] is False
+            assert own["extra"]["think_str"] == old["think_str"]
+            assert own["extra"].get("answer_wav") == old.get("answer_wav")
+            assert len({c["txt"] for c in cfs}) == 3
+            # the other copies are --every_other's, and the attribute not named keeps its drawn copy
+            assert cfs[:2] == F.counterfactuals(rec, rng, frozenset({old["depends"]}))
+            if old["depends"] == "emotion":
+                assert len(F.counterfactuals(rec, rng, frozenset(), frozenset({"age"}))) == 1
     # the CLI writes both lists; a reply without audio is refused
     train = tmp_path / "data" / "train"
     train.mkdir(parents=True)
@@ -170,8 +188,14 @@ def test_think_following_copies(corpus, tmp_path):
     F.main(["--data_dir", str(tmp_path / "data"), "--every_other", "age"])
     for name in ("think_cf.jsonl", "s2sthink_cf.nocodes.jsonl"):
         assert len((train / name).read_text().splitlines()) == 3  # 1 (emotion) + 2 (age)
+    F.main(["--data_dir", str(tmp_path / "data"), "--every_other", "age", "--every_value", "emotion,age"])
+    for name in ("think_cf.jsonl", "s2sthink_cf.nocodes.jsonl"):
+        lines = [json.loads(x) for x in (train / name).read_text().splitlines()]
+        assert len(lines) == 6 and sum(x["key"].endswith("-cfr") for x in lines) == 2  # 3 (emotion) + 3 (age)
     with pytest.raises(SystemExit, match="attributes are"):
         F.main(["--data_dir", str(tmp_path / "data"), "--every_other", "gender"])
+    with pytest.raises(SystemExit, match="--every_value 'gender'"):
+        F.main(["--data_dir", str(tmp_path / "data"), "--every_value", "gender,"])
 
 
 def test_think_following_is_opt_in(corpus, tmp_path):
@@ -185,6 +209,29 @@ def test_think_following_is_opt_in(corpus, tmp_path):
     assert with_cf["3"]["think_following"]["weight"] == 2 * plain["3"]["think_chat"]["weight"]
     assert with_cf["3"]["s2s_think_following"]["weight"] == 2 * plain["3"]["s2s_think"]["weight"]
     assert {k: v for k, v in with_cf["3"].items() if "following" not in k} == plain["3"]
+    # run.sh passes --think_following_weights 8,3 (three copies per record since round 16)
+    w83 = W.stage_entries(tmp_path, think_following=True, think_following_weights=(8, 3))
+    assert (w83["3"]["think_following"]["weight"], w83["3"]["s2s_think_following"]["weight"]) == (8, 3)
+    assert {k: v for k, v in w83["3"].items() if "following" not in k} == plain["3"]
+    assert all(w83[s] == with_cf[s] for s in ("1_asr", "1", "2"))
+
+
+def test_think_following_weights_cli(tmp_path):
+    """write_data_yamls.py --think_following_weights S2T,S2S reaches stage 3's YAML; a malformed or
+    non-positive pair stops it before any list is written."""
+    import yaml
+
+    W = importlib.import_module("write_data_yamls")
+    out = tmp_path / "lists"
+    W.main(["--data_dir", str(tmp_path), "--out_dir", str(out), "--think_following",
+            "--think_following_weights", "8,3"])
+    s3 = yaml.safe_load((out / "stage3.yaml").read_text())
+    assert (s3["think_following"]["weight"], s3["s2s_think_following"]["weight"]) == (8, 3)
+    for bad in ("8", "8,0", "a,3", "8,3,1", "nan,3"):
+        with pytest.raises(SystemExit, match="two weights > 0"):
+            W.main(["--data_dir", str(tmp_path), "--out_dir", str(tmp_path / "bad"), "--think_following",
+                    "--think_following_weights", bad])
+        assert not (tmp_path / "bad" / "stage3.yaml").exists()
 
 
 def test_tokenizer_ignores_think_following_copies(corpus, tmp_path):

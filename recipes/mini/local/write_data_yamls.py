@@ -126,11 +126,13 @@ def write_given_replies(data_dir: Path, out_dir: Path, seed: int = 13) -> int:
 
 def stage_entries(d: Path, think_following: bool = False, lists: Path | None = None,
                   digit_weight: float = 0, warmup_age: bool = False,
-                  given_reply: float = 0, warmup_age_weight: float = 1) -> dict[str, dict[str, dict]]:
+                  given_reply: float = 0, warmup_age_weight: float = 1,
+                  think_following_weights: tuple[float, float] = (12, 4)) -> dict[str, dict[str, dict]]:
     """{stage: {name: {path, weight, family}}} of DATA_DIR ``d``; ``lists`` is the folder of
     asr_digits.jsonl (listed with ``digit_weight`` > 0), asr_age_gender.jsonl (listed in the
     warm-up with ``warmup_age``, ``warmup_age_weight`` times) and s2s_given_reply.jsonl (listed in
-    stages 2-3 with ``given_reply`` > 0; default d/lists)."""
+    stages 2-3 with ``given_reply`` > 0; default d/lists); ``think_following_weights``: the think
+    chat and S2S+think think-following copies' weights in stage 3 (with ``think_following``)."""
     def e(path: Path, family: str, weight: float = 1) -> dict:
         return {"path": str(path), "weight": weight, "family": family}
 
@@ -169,10 +171,12 @@ def stage_entries(d: Path, think_following: bool = False, lists: Path | None = N
     # listed twice as often as the real think records. Without them the reply read the speaker
     # from the audio and followed a think forced to another emotion / age group in 12-14 % of the
     # speaker-dependent test records; at the real records' weight in 47 %, twice it in 81-94 %
-    # (three times it, one run: ASR CER 14 -> 32 %); README rounds 3 and 10
+    # (three times it, one run: ASR CER 14 -> 32 %); README rounds 3 and 10. run.sh passes 8 / 3 since
+    # round 16, whose copies name every value (three per record, two before): about round 15's share
     if think_following:
-        s3.update(think_following=e(d / "train/think_cf.jsonl", "s2t", 12),
-                  s2s_think_following=e(d / "train/s2sthink_cf.jsonl", "s2s", 4))
+        s2t_w, s2s_w = think_following_weights
+        s3.update(think_following=e(d / "train/think_cf.jsonl", "s2t", s2t_w),
+                  s2s_think_following=e(d / "train/s2sthink_cf.jsonl", "s2s", s2s_w))
     return {"1_asr": s1a, "1": s1, "2": s2, "3": s3}
 
 
@@ -190,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup_age_weight", type=float, default=1,
                    help="with --warmup_age: list those records this many times (> 0; run.sh passes 2, "
                         "README round 15)")
+    p.add_argument("--think_following_weights", default="12,4",
+                   help="with --think_following: the weights of the think chat and S2S+think copies in stage 3, "
+                        "S2T,S2S (> 0; run.sh passes 8,3, README round 16)")
     p.add_argument("--given_reply", type=float, default=0,
                    help="stages 2-3 list this many copies of the S2S records that speak another reply "
                         "with its text given (no loss on the text; 0: none)")
@@ -201,6 +208,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--digit_weight {a.digit_weight}: must be >= 0")
     if a.warmup_age_weight <= 0:
         raise SystemExit(f"--warmup_age_weight {a.warmup_age_weight}: must be > 0")
+    try:
+        tf_weights = tuple(float(x) for x in a.think_following_weights.split(","))
+    except ValueError:
+        tf_weights = ()
+    if len(tf_weights) != 2 or not all(w > 0 for w in tf_weights):
+        raise SystemExit(f"--think_following_weights {a.think_following_weights!r}: two weights > 0, S2T,S2S")
     if a.digit_weight > 0:
         print(f"{write_digit_strings(data, out)} digit-string utterances -> {out / DIGITS} (x {a.digit_weight})")
     if a.given_reply < 0:
@@ -212,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{write_age_tags(data, out)} {AGE_TASK} records -> {out / AGE_TAGS} "
               f"(ASR warm-up, x {a.warmup_age_weight:g})")
     for n, entries in stage_entries(data, a.think_following, out, a.digit_weight, a.warmup_age,
-                                    a.given_reply, a.warmup_age_weight).items():
+                                    a.given_reply, a.warmup_age_weight, tf_weights).items():
         with open(out / f"stage{n}.yaml", "w", encoding="utf-8") as f:
             yaml.safe_dump(entries, f, sort_keys=False)
 
