@@ -82,7 +82,7 @@ given_reply=0               # > 0: stages 2-3 also train this many copies of the
                             # another reply, its text given (no loss) and its codes learnt (README round 8);
                             # takes effect when stage 1 runs
 think_following=true        # stage 1 writes the think-following copies (think_following.py) and stage 3
-                            # trains them, twice the weight of the real think records: without them the
+                            # trains them (think_following_weights; the real think records x 6 / x 2): without them the
                             # S2S+think reply read the speaker from the audio, not from its think (README
                             # round 10; false: rounds 1-9); takes effect when stage 1 runs (delete
                             # $data/.stage1.done to redo it)

@@ -65,12 +65,10 @@ def counterfactuals(rec: dict, rng: random.Random, every_other: frozenset[str] =
     key, tags = ATTRIBUTE_KEY[dep]
     real = {v: k for k, v in tags.items()}[rec["extra"][key]]
     others = [v for v in tags if v != real]
-    if dep in every_value:
-        return [counterfactual(rec, v, suffix=f"-cf{i}") for i, v in enumerate(others)] + [
-            counterfactual(rec, real, suffix="-cfr")]
-    if dep in every_other:
-        return [counterfactual(rec, v, suffix=f"-cf{i}") for i, v in enumerate(others)]
-    return [counterfactual(rec, rng.choice(others))]
+    if dep not in every_other | every_value:
+        return [counterfactual(rec, rng.choice(others))]
+    copies = [counterfactual(rec, v, suffix=f"-cf{i}") for i, v in enumerate(others)]
+    return copies + [counterfactual(rec, real, suffix="-cfr")] if dep in every_value else copies
 
 
 def counterfactual(rec: dict, other: str, suffix: str = "-cf") -> dict:

@@ -172,7 +172,8 @@ def stage_entries(d: Path, think_following: bool = False, lists: Path | None = N
     # from the audio and followed a think forced to another emotion / age group in 12-14 % of the
     # speaker-dependent test records; at the real records' weight in 47 %, twice it in 81-94 %
     # (three times it, one run: ASR CER 14 -> 32 %); README rounds 3 and 10. run.sh passes 8 / 3 since
-    # round 16, whose copies name every value (three per record, two before): about round 15's share
+    # round 16, whose copies name every value (three per record; round 15: one per emotion record, two
+    # per age record): as many think-chat listings as two copies per record at 12 (README item 64)
     if think_following:
         s2t_w, s2s_w = think_following_weights
         s3.update(think_following=e(d / "train/think_cf.jsonl", "s2t", s2t_w),
