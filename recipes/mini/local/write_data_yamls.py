@@ -216,12 +216,12 @@ def main(argv: list[str] | None = None) -> None:
     if len(tf_weights) != 2 or not all(w > 0 for w in tf_weights):
         raise SystemExit(f"--think_following_weights {a.think_following_weights!r}: two weights > 0, S2T,S2S")
     if a.digit_weight > 0:
-        print(f"{write_digit_strings(data, out)} digit-string utterances -> {out / DIGITS} (x {a.digit_weight})")
+        print(f"{write_digit_strings(data, out)} digit-string utterances -> {out / DIGITS} (x {a.digit_weight:g})")
     if a.given_reply < 0:
         raise SystemExit(f"--given_reply {a.given_reply}: must be >= 0")
     if a.given_reply > 0:
         print(f"{write_given_replies(data, out)} S2S records with another reply given -> {out / GIVEN_REPLY} "
-              f"(x {a.given_reply}, stages 2-3)")
+              f"(x {a.given_reply:g}, stages 2-3)")
     if a.warmup_age:
         print(f"{write_age_tags(data, out)} {AGE_TASK} records -> {out / AGE_TAGS} "
               f"(ASR warm-up, x {a.warmup_age_weight:g})")
