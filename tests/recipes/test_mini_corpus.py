@@ -234,6 +234,37 @@ def test_think_following_weights_cli(tmp_path):
         assert not (tmp_path / "bad" / "stage3.yaml").exists()
 
 
+def test_stage3_weights(tmp_path):
+    """--stage3_weights NAME=W,... sets those entries' weights in stage 3's YAML and nowhere else;
+    a name stage 3 does not list, a malformed pair, a repeated name or a weight that is not > 0
+    stops write_data_yamls.py before any list is written."""
+    import yaml
+
+    W = importlib.import_module("write_data_yamls")
+    plain = W.stage_entries(tmp_path, think_following=True)
+    got = W.stage_entries(tmp_path, think_following=True, stage3_weights={"spoken_chat": 8, "s2s": 2.5})
+    assert (got["3"]["spoken_chat"]["weight"], got["3"]["s2s"]["weight"]) == (8, 2.5)
+    assert got["3"]["spoken_chat"]["path"] == plain["3"]["spoken_chat"]["path"]
+    assert {k: v for k, v in got["3"].items() if k not in ("spoken_chat", "s2s")} == \
+        {k: v for k, v in plain["3"].items() if k not in ("spoken_chat", "s2s")}
+    assert all(got[s] == plain[s] for s in ("1_asr", "1", "2"))
+    assert plain["2"]["spoken_chat"]["weight"] == 4 and plain["2"]["s2s"]["weight"] == 1  # stage 2 untouched
+    assert W.parse_weights(" spoken_chat=8, s2s=2 ") == {"spoken_chat": 8, "s2s": 2}
+    assert isinstance(W.parse_weights("s2s=2.0")["s2s"], int) and W.parse_weights("") == {}
+    out = tmp_path / "lists"
+    W.main(["--data_dir", str(tmp_path), "--out_dir", str(out), "--think_following",
+            "--stage3_weights", "spoken_chat=8,s2s_think_following=5"])
+    s2, s3 = (yaml.safe_load((out / f"stage{n}.yaml").read_text()) for n in (2, 3))
+    assert (s3["spoken_chat"]["weight"], s3["s2s_think_following"]["weight"], s2["spoken_chat"]["weight"]) == (8, 5, 4)
+    assert "weight: 8\n" in (out / "stage3.yaml").read_text()  # an integer weight stays one
+    with pytest.raises(SystemExit, match="stage 3 lists no 'think_following'"):
+        W.main(["--data_dir", str(tmp_path), "--out_dir", str(tmp_path / "bad"), "--stage3_weights", "think_following=2"])
+    for bad in ("spoken_chat", "spoken_chat=0", "=3", "s2s=x", "s2s=-1", "s2s=inf", "s2s=nan", "s2s=1,s2s=2"):
+        with pytest.raises(SystemExit, match="NAME=W pairs"):
+            W.main(["--data_dir", str(tmp_path), "--out_dir", str(tmp_path / "bad"), "--stage3_weights", bad])
+    assert not (tmp_path / "bad" / "stage3.yaml").exists()
+
+
 def test_tokenizer_ignores_think_following_copies(corpus, tmp_path):
     """The copies repeat the corpus's strings; the tokenizer's training text is the same with or
     without them (so --think_following does not change the tokenizer)."""

@@ -10,7 +10,8 @@ stage 1 (understanding): ASR shards x2, the combine, tag records; text chat (--d
 stage 2 (generation):    + spoken chat (<S2TCHAT>) x4, TTS, S2S; ASR x2 (+ the digit strings x W),
                          tag records replayed
 stage 3 (empathy):       + think chat (<S2TCHAT> <THINKER>), S2S with think (--think_following:
-                         + their think-following copies, think_cf.jsonl and s2sthink_cf.jsonl)
+                         + their think-following copies, think_cf.jsonl and s2sthink_cf.jsonl);
+                         --stage3_weights NAME=W,...: these entries' weights in stage 3
 --given_reply W:         stages 2-3 + the S2S records with another reply's text (given, no loss)
                          and codes x W (OUT_DIR/s2s_given_reply.jsonl, written here)
 """
@@ -127,12 +128,15 @@ def write_given_replies(data_dir: Path, out_dir: Path, seed: int = 13) -> int:
 def stage_entries(d: Path, think_following: bool = False, lists: Path | None = None,
                   digit_weight: float = 0, warmup_age: bool = False,
                   given_reply: float = 0, warmup_age_weight: float = 1,
-                  think_following_weights: tuple[float, float] = (12, 4)) -> dict[str, dict[str, dict]]:
+                  think_following_weights: tuple[float, float] = (12, 4),
+                  stage3_weights: dict[str, float] | None = None) -> dict[str, dict[str, dict]]:
     """{stage: {name: {path, weight, family}}} of DATA_DIR ``d``; ``lists`` is the folder of
     asr_digits.jsonl (listed with ``digit_weight`` > 0), asr_age_gender.jsonl (listed in the
     warm-up with ``warmup_age``, ``warmup_age_weight`` times) and s2s_given_reply.jsonl (listed in
     stages 2-3 with ``given_reply`` > 0; default d/lists); ``think_following_weights``: the think
-    chat and S2S+think think-following copies' weights in stage 3 (with ``think_following``)."""
+    chat and S2S+think think-following copies' weights in stage 3 (with ``think_following``);
+    ``stage3_weights``: {entry name: weight} set in stage 3 only (a name stage 3 does not list
+    stops the recipe with a clear message)."""
     def e(path: Path, family: str, weight: float = 1) -> dict:
         return {"path": str(path), "weight": weight, "family": family}
 
@@ -178,7 +182,31 @@ def stage_entries(d: Path, think_following: bool = False, lists: Path | None = N
         s2t_w, s2s_w = think_following_weights
         s3.update(think_following=e(d / "train/think_cf.jsonl", "s2t", s2t_w),
                   s2s_think_following=e(d / "train/s2sthink_cf.jsonl", "s2s", s2s_w))
+    # --stage3_weights (run.sh: spoken_chat=8,s2s=2,s2s_think=3 since round 17): at stage 2's weights
+    # (x 4 / x 1) the plain spoken chat and S2S were 8 % and 2 % of stage 3's records (stage 2: 17 % and
+    # 4 %) and lost the speaker-dependent replies over stage 3; S2S+think x 3 keeps the think ahead of
+    # them on those replies (README, round 17)
+    for name, weight in (stage3_weights or {}).items():
+        if name not in s3:
+            raise SystemExit(f"--stage3_weights: stage 3 lists no {name!r} (it lists {', '.join(s3)})")
+        s3[name] = {**s3[name], "weight": weight}
     return {"1_asr": s1a, "1": s1, "2": s2, "3": s3}
+
+
+def parse_weights(spec: str) -> dict[str, float]:
+    """{name: weight} of ``NAME=W,NAME=W`` (empty: none); a malformed pair, a repeated name or a
+    weight that is not > 0 stops the recipe with a clear message."""
+    out: dict[str, float] = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        name, sep, value = item.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not (sep and name.strip() and weight > 0 and weight != float("inf")) or name.strip() in out:
+            raise SystemExit(f"--stage3_weights {spec!r}: NAME=W pairs, each name once, W > 0")
+        out[name.strip()] = int(weight) if weight.is_integer() else weight
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -198,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--think_following_weights", default="12,4",
                    help="with --think_following: the weights of the think chat and S2S+think copies in stage 3, "
                         "S2T,S2S (> 0; run.sh passes 8,3, README round 16)")
+    p.add_argument("--stage3_weights", default="",
+                   help="NAME=W,...: stage 3's weights of these entries of its YAML (W > 0; the others as "
+                        "built; run.sh passes spoken_chat=8,s2s=2,s2s_think=3, README round 17)")
     p.add_argument("--given_reply", type=float, default=0,
                    help="stages 2-3 list this many copies of the S2S records that speak another reply "
                         "with its text given (no loss on the text; 0: none)")
@@ -215,20 +246,24 @@ def main(argv: list[str] | None = None) -> None:
         tf_weights = ()
     if len(tf_weights) != 2 or not all(w > 0 for w in tf_weights):
         raise SystemExit(f"--think_following_weights {a.think_following_weights!r}: two weights > 0, S2T,S2S")
-    if a.digit_weight > 0:
-        print(f"{write_digit_strings(data, out)} digit-string utterances -> {out / DIGITS} (x {a.digit_weight:g})")
     if a.given_reply < 0:
         raise SystemExit(f"--given_reply {a.given_reply}: must be >= 0")
+    # every check before the first file is written
+    stages = stage_entries(data, a.think_following, out, a.digit_weight, a.warmup_age, a.given_reply,
+                           a.warmup_age_weight, tf_weights, parse_weights(a.stage3_weights))
+    if a.digit_weight > 0:
+        print(f"{write_digit_strings(data, out)} digit-string utterances -> {out / DIGITS} (x {a.digit_weight:g})")
     if a.given_reply > 0:
         print(f"{write_given_replies(data, out)} S2S records with another reply given -> {out / GIVEN_REPLY} "
               f"(x {a.given_reply:g}, stages 2-3)")
     if a.warmup_age:
         print(f"{write_age_tags(data, out)} {AGE_TASK} records -> {out / AGE_TAGS} "
               f"(ASR warm-up, x {a.warmup_age_weight:g})")
-    for n, entries in stage_entries(data, a.think_following, out, a.digit_weight, a.warmup_age,
-                                    a.given_reply, a.warmup_age_weight, tf_weights).items():
+    for n, entries in stages.items():
         with open(out / f"stage{n}.yaml", "w", encoding="utf-8") as f:
             yaml.safe_dump(entries, f, sort_keys=False)
+    if a.stage3_weights.strip():
+        print("stage 3: " + ", ".join(f"{k} x {v['weight']:g}" for k, v in stages["3"].items()))
 
 
 if __name__ == "__main__":
