@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 from pathlib import Path
@@ -203,7 +204,7 @@ def parse_weights(spec: str) -> dict[str, float]:
             weight = float(value)
         except ValueError:
             weight = float("nan")
-        if not (sep and name.strip() and weight > 0 and weight != float("inf")) or name.strip() in out:
+        if not (sep and name.strip() and math.isfinite(weight) and weight > 0) or name.strip() in out:
             raise SystemExit(f"--stage3_weights {spec!r}: NAME=W pairs, each name once, W > 0")
         out[name.strip()] = int(weight) if weight.is_integer() else weight
     return out
