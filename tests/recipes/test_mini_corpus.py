@@ -216,7 +216,7 @@ def test_think_following_is_opt_in(corpus, tmp_path):
     assert all(w83[s] == with_cf[s] for s in ("1_asr", "1", "2"))
 
 
-def test_think_following_weights_cli(tmp_path):
+def test_think_following_weights_cli(corpus, tmp_path):
     """write_data_yamls.py --think_following_weights S2T,S2S reaches stage 3's YAML; a malformed or
     non-positive pair stops it before any list is written."""
     import yaml
@@ -234,7 +234,7 @@ def test_think_following_weights_cli(tmp_path):
         assert not (tmp_path / "bad" / "stage3.yaml").exists()
 
 
-def test_stage3_weights(tmp_path):
+def test_stage3_weights(corpus, tmp_path):
     """--stage3_weights NAME=W,... sets those entries' weights in stage 3's YAML and nowhere else;
     a name stage 3 does not list, a malformed pair, a repeated name or a weight that is not > 0
     stops write_data_yamls.py before any list is written."""
@@ -257,12 +257,15 @@ def test_stage3_weights(tmp_path):
     s2, s3 = (yaml.safe_load((out / f"stage{n}.yaml").read_text()) for n in (2, 3))
     assert (s3["spoken_chat"]["weight"], s3["s2s_think_following"]["weight"], s2["spoken_chat"]["weight"]) == (8, 5, 4)
     assert "weight: 8\n" in (out / "stage3.yaml").read_text()  # an integer weight stays one
+    # checked before the first file: with --digit_weight the digit strings' list (whose source is
+    # missing here) would otherwise be read and fail first, with another message
+    bad_dir = ["--data_dir", str(tmp_path), "--out_dir", str(tmp_path / "bad"), "--digit_weight", "3"]
     with pytest.raises(SystemExit, match="stage 3 lists no 'think_following'"):
-        W.main(["--data_dir", str(tmp_path), "--out_dir", str(tmp_path / "bad"), "--stage3_weights", "think_following=2"])
+        W.main([*bad_dir, "--stage3_weights", "think_following=2"])
     for bad in ("spoken_chat", "spoken_chat=0", "=3", "s2s=x", "s2s=-1", "s2s=inf", "s2s=nan", "s2s=1,s2s=2"):
         with pytest.raises(SystemExit, match="NAME=W pairs"):
-            W.main(["--data_dir", str(tmp_path), "--out_dir", str(tmp_path / "bad"), "--stage3_weights", bad])
-    assert not (tmp_path / "bad" / "stage3.yaml").exists()
+            W.main([*bad_dir, "--stage3_weights", bad])
+    assert list((tmp_path / "bad").iterdir()) == []
 
 
 def test_tokenizer_ignores_think_following_copies(corpus, tmp_path):
