@@ -65,7 +65,8 @@ warmup_adapter_lr=""        # the adapter's learning-rate scale in the warm-up (
                             # after it; 0.3 took off sooner but lost the voice: gender 88 %, age 39 % in run 12,
                             # README round 5; quick 1.0: its 30 steps read the voice with more seeds, item 53)
 steps1=""                   # training steps per stage (empty: the stage YAML / quick defaults); the full
-                            # stage-1 mixture 1,300 since round 18 (850 before; README items 73-74)
+                            # stage-1 mixture 1,800 since round 19 (1,300 in round 18, 850 before; README
+                            # items 73, 74 and 76)
 steps2=""
 steps3=""                   # full run: 800 since round 17 (600 in rounds 10-16, 500 in round 9, 400 before; README
                             # items 39, 43 and 71)
@@ -93,11 +94,12 @@ think_following_every_other=age  # attributes whose think-following records get 
 think_following_every_value=emotion,age  # ... a copy for every value, the speaker's own included (wins over
                             # every_other; "": rounds 14-15): the audio then tells the reply nothing (README round 16)
 think_following_weights=8,3 # stage 3's weights of the think chat / S2S+think copies (12,4: rounds 10-15, with fewer copies)
-stage3_weights=spoken_chat=6,s2s=1.5,s2s_think=3  # stage 3's weights of these entries of its list YAML (the
+stage3_weights=spoken_chat=5,s2s=1.25,s2s_think=3  # stage 3's weights of these entries of its list YAML (the
                             # rest as stage 2 / above; "": rounds 1-16, spoken_chat x 4, s2s x 1, s2s_think x 2,
                             # whose plain replies lost the speaker-dependent answers; x 8 / x 2 / x 3 in round 17,
-                            # whose plain replies took the think's lead after a 1,300-step stage 1; README
-                            # rounds 17-18); takes effect when stage 1 runs
+                            # whose plain replies took the think's lead after a 1,300-step stage 1; x 6 / x 1.5
+                            # in round 18, whose lead after the 1,800-step stage 1 was 1-3 replies of 64; README
+                            # rounds 17-19); takes effect when stage 1 runs
 seed=""                     # training seed (encoder pre-training, every stage's model and data order;
                             # empty: the defaults). The corpus stays the same: reruns with another
                             # seed measure the run-to-run spread of training alone
@@ -112,7 +114,7 @@ if [ "$quick" = true ]; then
   stage1_opts=(train.warmup_steps=10)  # the stage-1 YAML warms up over 60 steps
   : "${harness_per_task:=3}" "${harness_echat:=6}"
 else
-  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=900}" "${asr_steps:=600}" "${asr_extra_steps:=150}" "${steps1a:=450}" "${steps1:=1300}" "${steps2:=600}" "${steps3:=800}" "${warmup_adapter_lr:=0.1}"
+  mode=full; corpus_opts=(); : "${eval_max_speech:=120}" "${enc_steps:=900}" "${asr_steps:=600}" "${asr_extra_steps:=150}" "${steps1a:=450}" "${steps1:=1800}" "${steps2:=600}" "${steps3:=800}" "${warmup_adapter_lr:=0.1}"
   : "${harness_per_task:=40}" "${harness_echat:=30}"
   stage1_opts=()
 fi

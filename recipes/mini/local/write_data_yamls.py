@@ -183,7 +183,7 @@ def stage_entries(d: Path, think_following: bool = False, lists: Path | None = N
         s2t_w, s2s_w = think_following_weights
         s3.update(think_following=e(d / "train/think_cf.jsonl", "s2t", s2t_w),
                   s2s_think_following=e(d / "train/s2sthink_cf.jsonl", "s2s", s2s_w))
-    # --stage3_weights (run.sh: spoken_chat=6,s2s=1.5,s2s_think=3 since round 18): at stage 2's weights
+    # --stage3_weights (run.sh: spoken_chat=5,s2s=1.25,s2s_think=3 since round 19): at stage 2's weights
     # (x 4 / x 1) the plain spoken chat and S2S were 8 % and 2 % of stage 3's records (stage 2: 17 % and
     # 4 %) and lost the speaker-dependent replies over stage 3; S2S+think x 3 keeps the think ahead of
     # them on those replies (README, round 17)
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
                         "S2T,S2S (> 0; run.sh passes 8,3, README round 16)")
     p.add_argument("--stage3_weights", default="",
                    help="NAME=W,...: stage 3's weights of these entries of its YAML (W > 0; the others as "
-                        "built; run.sh passes spoken_chat=6,s2s=1.5,s2s_think=3, README rounds 17-18)")
+                        "built; run.sh passes spoken_chat=5,s2s=1.25,s2s_think=3, README rounds 17-19)")
     p.add_argument("--given_reply", type=float, default=0,
                    help="stages 2-3 list this many copies of the S2S records that speak another reply "
                         "with its text given (no loss on the text; 0: none)")
